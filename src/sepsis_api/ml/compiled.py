@@ -1,0 +1,224 @@
+"""The serving form of a fitted pipeline: plain arrays plus a compiled scoring kernel.
+
+A fitted scikit-learn pipeline (zeros -> missing -> impute [-> scale] -> LR / RF / GB
+[-> sigmoid calibration]) is flattened into numeric arrays that are stored with
+``np.savez`` and loaded with ``allow_pickle=False``: loading never executes code. Scoring is
+numpy for the linear model and a numba kernel for tree ensembles (no Python loop over trees),
+matching scikit-learn's probabilities to ~1e-15 (see tests/model/test_parity.py).
+
+Tree parity detail: scikit-learn compares float32 inputs with float64 thresholds. For a
+float32 ``x``, ``x <= t`` equals ``x <= t32`` where ``t32`` is the largest float32 not above
+``t``, so thresholds are stored that way and the kernel runs in float32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numba
+import numpy as np
+
+FORMAT = "sepsis-api-compiled/1"
+_PARALLEL_MIN_ROWS = 2048  # below this, thread start-up costs more than it saves
+
+
+_LANES = 16  # rows walked through a tree together: independent loads overlap in the CPU
+
+
+@numba.njit(cache=True, nogil=True)
+def _forest_rows(X, feature, threshold, left, right, value, roots, depth, bias, divisor, out, lo, hi):  # noqa: ANN001, E501
+    """Sum the trees' leaf values for rows lo..hi; leaves point to themselves (fixed depth)."""
+    nodes = np.empty(_LANES, np.int32)
+    acc = np.empty(_LANES, np.float64)
+    for start in range(lo, hi, _LANES):
+        m = min(start + _LANES, hi) - start
+        acc[:m] = bias
+        for t in range(roots.shape[0]):
+            nodes[:m] = roots[t]
+            for _ in range(depth[t]):
+                for r in range(m):
+                    n = nodes[r]
+                    nodes[r] = left[n] if X[start + r, feature[n]] <= threshold[n] else right[n]
+            for r in range(m):
+                acc[r] += value[nodes[r]]
+        for r in range(m):
+            out[start + r] = acc[r] / divisor
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _forest_parallel(X, feature, threshold, left, right, value, roots, depth, bias, divisor, out):  # noqa: ANN001, E501
+    n = X.shape[0]
+    step = 1024
+    for b in numba.prange((n + step - 1) // step):
+        lo = b * step
+        _forest_rows(X, feature, threshold, left, right, value, roots, depth, bias, divisor, out,
+                     lo, min(lo + step, n))
+
+
+@dataclass(frozen=True)
+class CompiledModel:
+    kind: str  # "linear" or "trees"
+    response: str  # "decision" (raw output is log-odds) or "proba" (raw output is P(positive))
+    calibration: str  # "none" or "sigmoid"
+    zero_missing: np.ndarray  # int64 column indices where 0 means missing
+    medians: np.ndarray  # float64 imputation values, one per feature
+    center: np.ndarray  # float64 standardisation (zeros / ones when the pipeline has no scaler)
+    scale: np.ndarray
+    coef: np.ndarray  # linear: float64 coefficients; trees: empty
+    bias: float  # linear: intercept; GB: initial log-odds; RF: 0
+    divisor: float  # RF: number of trees (averaging); otherwise 1
+    calib_a: float  # sigmoid calibration p = 1 / (1 + exp(a * raw + b))
+    calib_b: float
+    feature: np.ndarray  # int32 per node (0 at leaves, which loop to themselves)
+    threshold: np.ndarray  # float32 per node
+    left: np.ndarray  # int32 per node
+    right: np.ndarray  # int32 per node
+    value: np.ndarray  # float64 per node (leaf contributions, already weighted)
+    roots: np.ndarray  # int32 index of each tree's root
+    depth: np.ndarray  # int32 depth of each tree
+
+    # -- scoring ---------------------------------------------------------------------------
+    def prepare(self, X: np.ndarray) -> np.ndarray:
+        """zeros -> missing -> impute -> scale, exactly as the fitted pipeline does."""
+        X = np.array(X, dtype=np.float64, copy=True, ndmin=2)
+        zm = X[:, self.zero_missing]
+        zm[zm == 0] = np.nan
+        X[:, self.zero_missing] = zm
+        X = np.where(np.isnan(X), self.medians, X)
+        if self.kind == "linear":
+            X = (X - self.center) / self.scale
+        return X
+
+    def raw(self, X: np.ndarray) -> np.ndarray:
+        """The model's output before calibration (log-odds or probability, see ``response``)."""
+        Z = self.prepare(X)
+        if self.kind == "linear":
+            return Z @ self.coef + self.bias
+        Z32 = np.ascontiguousarray(Z, dtype=np.float32)
+        out = np.empty(len(Z32), dtype=np.float64)
+        args = (Z32, self.feature, self.threshold, self.left, self.right, self.value,
+                self.roots, self.depth, self.bias, self.divisor, out)
+        if len(Z32) >= _PARALLEL_MIN_ROWS:
+            _forest_parallel(*args)
+        else:
+            _forest_rows(*args, 0, len(Z32))
+        return out
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Calibrated probability of the positive class, shape (n,)."""
+        raw = self.raw(X)
+        if self.calibration == "sigmoid":
+            return 1.0 / (1.0 + np.exp(self.calib_a * raw + self.calib_b))
+        if self.response == "decision":
+            return 1.0 / (1.0 + np.exp(-raw))
+        return raw
+
+    def warm_up(self) -> None:
+        """Compile (or load from numba's cache) both kernels before the first real call."""
+        for n in (1, _PARALLEL_MIN_ROWS):
+            self.predict_proba(np.tile(self.medians, (n, 1)))
+
+    # -- storage -----------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        arrays = {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)}
+        arrays["format"] = np.asarray(FORMAT)
+        with open(path, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> CompiledModel:
+        with np.load(path, allow_pickle=False) as data:
+            if "format" not in data or str(data["format"]) != FORMAT:
+                raise ValueError(f"{path}: not a {FORMAT} file")
+            values = {}
+            for f in fields(cls):
+                a = data[f.name]
+                values[f.name] = a.item() if a.ndim == 0 else a
+        values["kind"], values["response"], values["calibration"] = (
+            str(values["kind"]), str(values["response"]), str(values["calibration"]))
+        return cls(**values)
+
+
+# -- conversion from scikit-learn ------------------------------------------------------------
+def _floor_float32(t: np.ndarray) -> np.ndarray:
+    t32 = t.astype(np.float32)
+    above = t32.astype(np.float64) > t
+    t32[above] = np.nextafter(t32[above], np.float32(-np.inf))
+    return t32
+
+
+def _flatten_trees(trees: list, leaf_values: list[np.ndarray]) -> dict[str, np.ndarray]:
+    feature, threshold, left, right, value, roots, depth = [], [], [], [], [], [], []
+    offset = 0
+    for tree, leaf in zip(trees, leaf_values, strict=True):
+        t = tree.tree_
+        is_leaf = t.children_left < 0
+        own = np.arange(t.node_count) + offset
+        feature.append(np.where(is_leaf, 0, t.feature).astype(np.int32))
+        threshold.append(_floor_float32(t.threshold))
+        left.append(np.where(is_leaf, own, t.children_left + offset).astype(np.int32))
+        right.append(np.where(is_leaf, own, t.children_right + offset).astype(np.int32))
+        value.append(np.where(is_leaf, leaf, 0.0))
+        roots.append(offset)
+        depth.append(t.max_depth)
+        offset += t.node_count
+    return {
+        "feature": np.concatenate(feature), "threshold": np.concatenate(threshold),
+        "left": np.concatenate(left), "right": np.concatenate(right),
+        "value": np.concatenate(value), "roots": np.asarray(roots, dtype=np.int32),
+        "depth": np.asarray(depth, dtype=np.int32),
+    }
+
+
+def compile_pipeline(fitted: object) -> CompiledModel:
+    """Flatten a fitted pipeline, optionally wrapped in CalibratedClassifierCV(ensemble=False)."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    calib_a = calib_b = 0.0
+    calibration = "none"
+    pipeline = fitted
+    if isinstance(fitted, CalibratedClassifierCV):
+        if len(fitted.calibrated_classifiers_) != 1 or fitted.method != "sigmoid":
+            raise ValueError("only CalibratedClassifierCV(method='sigmoid', ensemble=False)")
+        cc = fitted.calibrated_classifiers_[0]
+        pipeline = cc.estimator
+        calib_a, calib_b = float(cc.calibrators[0].a_), float(cc.calibrators[0].b_)
+        calibration = "sigmoid"
+
+    steps = dict(pipeline.named_steps)
+    n_features = steps["impute"].statistics_.shape[0]
+    center, scale = np.zeros(n_features), np.ones(n_features)
+    if "scale" in steps:
+        center, scale = steps["scale"].mean_.copy(), steps["scale"].scale_.copy()
+    clf = pipeline.steps[-1][1]
+    empty_i, empty_f = np.empty(0, np.int32), np.empty(0, np.float64)
+    trees = {"feature": empty_i, "threshold": np.empty(0, np.float32), "left": empty_i,
+             "right": empty_i, "value": empty_f, "roots": empty_i, "depth": empty_i}
+    coef, divisor = empty_f, 1.0
+    if isinstance(clf, LogisticRegression):
+        kind, response, coef, bias = "linear", "decision", clf.coef_[0].copy(), float(clf.intercept_[0])
+    elif isinstance(clf, RandomForestClassifier):
+        kind, response, bias, divisor = "trees", "proba", 0.0, float(len(clf.estimators_))
+        leaves = []
+        for est in clf.estimators_:
+            v = est.tree_.value[:, 0, :]
+            leaves.append(v[:, 1] / v.sum(axis=1))
+        trees = _flatten_trees(clf.estimators_, leaves)
+    elif isinstance(clf, GradientBoostingClassifier):
+        kind, response = "trees", "decision"
+        bias = float(clf._raw_predict_init(np.zeros((1, n_features), np.float32))[0, 0])
+        ests = list(clf.estimators_[:, 0])
+        trees = _flatten_trees(ests, [clf.learning_rate * e.tree_.value[:, 0, 0] for e in ests])
+    else:
+        raise ValueError(f"cannot compile a {type(clf).__name__}")
+    zm = steps["zero_as_missing"]
+    return CompiledModel(
+        kind=kind, response=response, calibration=calibration,
+        zero_missing=np.asarray(zm.columns, dtype=np.int64),
+        medians=steps["impute"].statistics_.astype(np.float64),
+        center=center, scale=scale, coef=coef, bias=bias, divisor=divisor,
+        calib_a=calib_a, calib_b=calib_b, **trees,
+    )
