@@ -27,7 +27,7 @@ _LANES = 16  # rows walked through a tree together: independent loads overlap in
 
 
 @numba.njit(cache=True, nogil=True)
-def _forest_rows(X, feature, threshold, left, right, value, roots, depth, bias, divisor, out, lo, hi):  # noqa: ANN001, E501
+def _forest_rows(X, feature, threshold, left, right, value, roots, depth, bias, divisor, out, lo, hi):  # noqa: E501
     """Sum the trees' leaf values for rows lo..hi; leaves point to themselves (fixed depth)."""
     nodes = np.empty(_LANES, np.int32)
     acc = np.empty(_LANES, np.float64)
@@ -47,7 +47,7 @@ def _forest_rows(X, feature, threshold, left, right, value, roots, depth, bias, 
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _forest_parallel(X, feature, threshold, left, right, value, roots, depth, bias, divisor, out):  # noqa: ANN001, E501
+def _forest_parallel(X, feature, threshold, left, right, value, roots, depth, bias, divisor, out):
     n = X.shape[0]
     step = 1024
     for b in numba.prange((n + step - 1) // step):
@@ -199,7 +199,8 @@ def compile_pipeline(fitted: object) -> CompiledModel:
              "right": empty_i, "value": empty_f, "roots": empty_i, "depth": empty_i}
     coef, divisor = empty_f, 1.0
     if isinstance(clf, LogisticRegression):
-        kind, response, coef, bias = "linear", "decision", clf.coef_[0].copy(), float(clf.intercept_[0])
+        kind, response = "linear", "decision"
+        coef, bias = clf.coef_[0].copy(), float(clf.intercept_[0])
     elif isinstance(clf, RandomForestClassifier):
         kind, response, bias, divisor = "trees", "proba", 0.0, float(len(clf.estimators_))
         leaves = []

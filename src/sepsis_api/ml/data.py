@@ -8,7 +8,7 @@ as the file, the data row (1-based, the header not counted), the column and the 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,20 +108,22 @@ def _validate_feature(
         text = _as_text(raw)
         empty = (text == "").to_numpy()
         values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    bad_text = np.isnan(values) & ~empty
-    for i in np.flatnonzero(bad_text):
-        errors.setdefault(i, RowError(int(rows[i]), f.code, str(text.iloc[i]), f"not a number; {f.code} is {f.rule}"))  # type: ignore[union-attr]
+    def flag(mask: np.ndarray, value: Callable[[int], str], reason: str) -> None:
+        for i in np.flatnonzero(mask):
+            errors.setdefault(int(i), RowError(int(rows[i]), f.code, value(i), reason))
+
+    if text is not None:
+        flag(np.isnan(values) & ~empty, lambda i: str(text.iloc[i]),
+             f"not a number; {f.code} is {f.rule}")
     if not f.nullable:
-        for i in np.flatnonzero(empty):
-            errors.setdefault(i, RowError(int(rows[i]), f.code, "", f"missing value; {f.code} is required ({f.rule})"))
+        flag(empty, lambda i: "", f"missing value; {f.code} is required ({f.rule})")
     finite = np.isfinite(values)
     if f.choices is not None:
         bad = finite & ~np.isin(values, f.choices)
     else:
         bad = finite & ((values < f.minimum) | (values > f.maximum))
     bad |= np.isinf(values)
-    for i in np.flatnonzero(bad):
-        errors.setdefault(i, RowError(int(rows[i]), f.code, f"{values[i]:g}", f"out of range; {f.code} is {f.rule}"))
+    flag(bad, lambda i: f"{values[i]:g}", f"out of range; {f.code} is {f.rule}")
     return values
 
 
@@ -183,10 +185,15 @@ def _csv_reader(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
     # Universal newlines turn CR and CRLF into LF; utf-8-sig drops a BOM when there is one.
     with open(path, encoding="utf-8-sig", newline=None) as fh:
         try:
-            yield from pd.read_csv(
+            for frame in pd.read_csv(
                 fh, dtype=str, keep_default_na=False, chunksize=chunk_rows,
                 skipinitialspace=True, quoting=csv.QUOTE_MINIMAL,
-            )
+            ):
+                # When row 1 has one field more than the header, pandas silently makes the
+                # first column the index and shifts every column of every row by one.
+                if not isinstance(frame.index, pd.RangeIndex):
+                    raise DataError("row 1 has more fields than the header row")
+                yield frame
         except pd.errors.EmptyDataError:
             raise DataError("file is empty (no header row)") from None
 
