@@ -18,6 +18,7 @@ import json
 import platform
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import metadata
@@ -26,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from sepsis_api import __version__
+from sepsis_api.ml import evaluate as ev
 from sepsis_api.ml.compiled import CompiledModel
-from sepsis_api.ml.evaluate import interval
 from sepsis_api.schema import FEATURES, NOT_A_DEVICE, PROVENANCE
 
 CARD = "card.json"
@@ -60,22 +61,29 @@ TRUSTED_SKLEARN_TYPES = [
     "numpy.random.mtrand.RandomState",
     "builtins.getattr",
     "collections.OrderedDict",
+    "numpy.dtype",
 ]
 
 INTENDED_USE = (
     "Research and teaching demonstration of a calibrated, explained risk service with an "
     "audit trail. Not for use in patient care."
 )
-LIMITATIONS = [
-    NOT_A_DEVICE,
-    PROVENANCE,
-    "Trained on 599 rows from one source; the intervals are wide and the estimates have not "
-    "been validated on any external or prospective cohort.",
-    "Zeros in PL, PR, SK, TS and M11 are read as 'not measured' and imputed with the training "
-    "median; many rows have TS and SK missing, so those features carry little information.",
-    "The threshold and risk bands were chosen on the same data's out-of-fold predictions; "
-    "they need re-estimation on the population where the model would be used.",
-]
+
+
+def limitations(rows: int) -> list[str]:
+    zero_missing = ", ".join(f.code for f in FEATURES if f.zero_means_missing)
+    return [
+        NOT_A_DEVICE,
+        PROVENANCE,
+        f"Trained on {rows} rows from one source; the intervals are wide and the estimates "
+        "have not been validated on any external or prospective cohort.",
+        f"Zeros in {zero_missing} are read as 'not measured' and imputed with the training "
+        "median; features that are often missing carry little information.",
+        "The threshold, the risk bands and their intervals come from the same data's "
+        "out-of-fold predictions (averaged over the CV repeats), so the sensitivity at the "
+        "threshold is optimistic by construction; they need re-estimation on the population "
+        "where the model would be used.",
+    ]
 
 
 class ArtifactError(RuntimeError):
@@ -109,7 +117,7 @@ def build_card(run: Any) -> dict[str, Any]:
             "calibration": r.calibration,
             "metrics": {k: v.as_dict() for k, v in r.metrics().items()},
             "uncalibrated_metrics": {
-                m: interval(s).as_dict() for m, s in r.uncalibrated_fold_scores.items()
+                m: ev.interval(s).as_dict() for m, s in r.uncalibrated_fold_scores.items()
             },
             "threshold": r.threshold,
             "operating_point": r.operating_point,
@@ -124,7 +132,7 @@ def build_card(run: Any) -> dict[str, Any]:
         "default_model": run.default,
         "seed": run.seed,
         "intended_use": INTENDED_USE,
-        "limitations": LIMITATIONS,
+        "limitations": limitations(len(y)),
         "provenance": PROVENANCE,
         "features": [f.code for f in FEATURES],
         "training_data": {
@@ -141,9 +149,11 @@ def build_card(run: Any) -> dict[str, Any]:
             "interval": "2.5th-97.5th percentile of the per-fold scores",
             "operating_point_interval": "95% percentile bootstrap (1000 resamples) of the "
                                         "out-of-fold predictions",
-            "threshold_rule": "highest threshold with out-of-fold sensitivity >= 0.80",
-            "band_rule": "low below the highest cut with sensitivity >= 0.95; high from the "
-                         "lowest cut with specificity >= 0.90; moderate between",
+            "threshold_rule": "highest threshold with out-of-fold sensitivity >= "
+                              f"{ev.TARGET_SENSITIVITY:.2f}",
+            "band_rule": "low below the highest cut with sensitivity >= "
+                         f"{ev.LOW_BAND_SENSITIVITY:.2f}; high from the lowest cut with "
+                         f"specificity >= {ev.HIGH_BAND_SPECIFICITY:.2f}; moderate between",
         },
         "libraries": library_versions(),
         "models": models,
@@ -164,7 +174,7 @@ def save_run(run: Any, root: Path) -> Path:
         card = build_card(run)
         for name, r in run.candidates.items():
             compile_pipeline(r.fitted).save(tmp / f"{name}.npz")
-            sio.dump(r.fitted, tmp / f"{name}.skops")
+            sio.dump(r.fitted, tmp / f"{name}.skops", compression=zipfile.ZIP_DEFLATED)
         write_report(run, card, tmp)
         write_model_card(card, tmp)
         card["files"] = {
@@ -172,9 +182,15 @@ def save_run(run: Any, root: Path) -> Path:
             for p in sorted(tmp.rglob("*")) if p.is_file()
         }
         (tmp / CARD).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
+        tmp.chmod(0o755)  # mkdtemp makes it owner-only; servers may run as another user
+        if final.exists():  # same data, seed and settings: replace, never half-replace
+            old = final.with_name(f".{final.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -221,6 +237,12 @@ class ModelVersion:
                     f"{f}: SHA-256 does not match the card; the artifact was altered, refusing "
                     "to load it"
                 )
+        unlisted = sorted(
+            str(p.relative_to(path)) for p in path.rglob("*")
+            if p.is_file() and p.name != CARD and str(p.relative_to(path)) not in listed
+        )
+        if unlisted:
+            raise ArtifactError(f"{path}: files not in the card: {', '.join(unlisted)}")
         for name, m in card.get("models", {}).items():
             for rel in m.get("files", {}).values():
                 if rel not in listed:

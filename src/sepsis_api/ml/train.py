@@ -136,9 +136,10 @@ def choose_default(results: dict[str, CandidateResult]) -> str:
     return best
 
 
-def make_version(data_sha256: str, seed: int) -> str:
-    """Date of training plus a digest of what determines the result (data, seed, code)."""
-    digest = hashlib.sha256(f"{data_sha256}:{seed}:{__version__}".encode()).hexdigest()[:8]
+def make_version(data_sha256: str, seed: int, n_splits: int, n_repeats: int) -> str:
+    """Date of training plus a digest of what determines the result (data, settings, code)."""
+    key = f"{data_sha256}:{seed}:{n_splits}:{n_repeats}:{__version__}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
     return f"{datetime.now(UTC):%Y%m%d}-{digest}"
 
 
@@ -208,7 +209,7 @@ def train(
     return TrainingRun(
         data=data, data_path=Path(data_path), data_sha256=sha, seed=seed,
         n_splits=n_splits, n_repeats=n_repeats, candidates=results,
-        default=choose_default(results), version=make_version(sha, seed),
+        default=choose_default(results), version=make_version(sha, seed, n_splits, n_repeats),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         feature_stats=feature_statistics(X),
     )

@@ -1,0 +1,44 @@
+# The two commands of the README: `make run` and `make test`. Both create .venv when missing
+# and reinstall only when pyproject.toml changed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA ?= ../shared/data
+
+.PHONY: run test bench lint train-default clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(BIN)/sepsis-api models show
+	$(BIN)/sepsis-api predict --input examples/ward.csv --output .data/ward-scores.csv
+	@cat .data/ward-scores.csv
+
+test: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/pytest
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/bench_batch.py --data $(DATA)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+# Retrain the shipped default model from the data set (see README, "The shipped model").
+train-default: $(VENV)/.installed
+	$(BIN)/sepsis-api train --data $(DATA)/Paitients_Files_Train.csv \
+		--out src/sepsis_api/models --set-default
+
+clean:
+	rm -rf $(VENV) .data test-output .pytest_cache .ruff_cache

@@ -1,0 +1,46 @@
+"""Shared fixtures: the data set beside the checkout, a small trained version, the shipped one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sepsis_api.ml.registry import PACKAGED_ROOT, ModelVersion, Registry
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = REPO.parent / "shared" / "data"
+TRAIN_CSV = DATA_DIR / "Paitients_Files_Train.csv"
+TEST_CSV = DATA_DIR / "Paitients_Files_Test.csv"
+
+
+def _need(path: Path) -> Path:
+    if not path.is_file():
+        pytest.skip(f"data set not found at {path} (it lives in ../shared/data beside the repo)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def train_csv() -> Path:
+    return _need(TRAIN_CSV)
+
+
+@pytest.fixture(scope="session")
+def test_csv() -> Path:
+    return _need(TEST_CSV)
+
+
+@pytest.fixture(scope="session")
+def small_version(train_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> ModelVersion:
+    """A full training run with one CV repeat (fast), saved to a temporary registry."""
+    from sepsis_api.ml.registry import save_run
+    from sepsis_api.ml.train import train
+
+    run = train(train_csv, seed=7, n_repeats=1, n_jobs=2)
+    path = save_run(run, tmp_path_factory.mktemp("registry"))
+    return ModelVersion.open(path)
+
+
+@pytest.fixture(scope="session")
+def shipped() -> ModelVersion:
+    return Registry([PACKAGED_ROOT]).open()
