@@ -9,13 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-SCORERS = {
-    "roc_auc": roc_auc_score,
-    "average_precision": average_precision_score,
-    "brier": brier_score_loss,
-}
+METRICS = ("roc_auc", "average_precision", "brier")
 HIGHER_IS_BETTER = {"roc_auc": True, "average_precision": True, "brier": False}
 
 TARGET_SENSITIVITY = 0.80  # the operating threshold: highest one that still finds 80% of cases
@@ -41,7 +36,14 @@ def interval(values: np.ndarray) -> Interval:
 
 
 def score_all(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    return {name: float(fn(y, p)) for name, fn in SCORERS.items()}
+    # Imported here: serving reads RiskBands from this module and must not pay for sklearn.
+    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+    return {
+        "roc_auc": float(roc_auc_score(y, p)),
+        "average_precision": float(average_precision_score(y, p)),
+        "brier": float(brier_score_loss(y, p)),
+    }
 
 
 def _confusion(y: np.ndarray, flagged: np.ndarray) -> dict[str, float]:
