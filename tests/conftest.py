@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from pg import PostgresCluster, missing_reason
 from sepsis_api.ml.registry import PACKAGED_ROOT, ModelVersion, Registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,3 +47,16 @@ def small_version(train_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture(scope="session")
 def shipped() -> ModelVersion:
     return Registry([PACKAGED_ROOT]).open()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL server (tests/pg.py) shared by the session; see `.url`."""
+    reason = missing_reason()
+    if reason is not None:
+        # CI must run these tests, so a missing server there is an error, not a skip.
+        if os.environ.get("CI"):
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    with PostgresCluster() as cluster:
+        yield cluster

@@ -25,6 +25,41 @@ class Settings(BaseSettings):
         "newest version.",
     )
 
+    data_dir: Path = Field(
+        default=Path(".data"),
+        description="Where the default SQLite audit database lives.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the audit database, e.g. "
+        "postgresql+psycopg://user:pass@host/db; default: SQLite file DATA_DIR/audit.db.",
+    )
+    db_auto_upgrade: bool = Field(
+        default=True,
+        description="Apply pending migrations at start-up; when false, a database whose schema "
+        "is behind makes the server refuse to start.",
+    )
+    api_keys: str | None = Field(
+        default=None,
+        description="Comma-separated API keys, each KEY or ID:KEY (the ID is what the audit log "
+        "records). When no keys are set, authentication is off and the server binds to "
+        "loopback only.",
+    )
+    api_keys_file: Path | None = Field(
+        default=None, description="File with one KEY or ID:KEY per line (# comments allowed)."
+    )
+    host: str = Field(default="127.0.0.1", description="Address `sepsis-api serve` binds to.")
+    port: int = Field(default=8000, description="Port `sepsis-api serve` listens on.")
+    workers: int = Field(default=1, description="Server worker processes.")
+    max_batch_rows: int = Field(default=50_000, description="Most patients in one batch call.")
+    max_body_bytes: int = Field(
+        default=20_000_000, description="Largest request body accepted, in bytes."
+    )
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'audit.db'}"
+
     def registry(self) -> Registry:
         roots = [self.model_dir] if self.model_dir else []
         return Registry([*roots, PACKAGED_ROOT])

@@ -8,9 +8,11 @@ as the file, the data row (1-based, the header not counted), the column and the 
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import pandas as pd
@@ -181,21 +183,41 @@ def validate_frame(
     )
 
 
+def _csv_frames(fh: TextIO, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    try:
+        for frame in pd.read_csv(
+            fh, dtype=str, keep_default_na=False, chunksize=chunk_rows,
+            skipinitialspace=True, quoting=csv.QUOTE_MINIMAL,
+        ):
+            # When row 1 has one field more than the header, pandas silently makes the
+            # first column the index and shifts every column of every row by one.
+            if not isinstance(frame.index, pd.RangeIndex):
+                raise DataError("row 1 has more fields than the header row")
+            yield frame
+    except pd.errors.EmptyDataError:
+        raise DataError("file is empty (no header row)") from None
+
+
 def _csv_reader(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
     # Universal newlines turn CR and CRLF into LF; utf-8-sig drops a BOM when there is one.
     with open(path, encoding="utf-8-sig", newline=None) as fh:
-        try:
-            for frame in pd.read_csv(
-                fh, dtype=str, keep_default_na=False, chunksize=chunk_rows,
-                skipinitialspace=True, quoting=csv.QUOTE_MINIMAL,
-            ):
-                # When row 1 has one field more than the header, pandas silently makes the
-                # first column the index and shifts every column of every row by one.
-                if not isinstance(frame.index, pd.RangeIndex):
-                    raise DataError("row 1 has more fields than the header row")
-                yield frame
-        except pd.errors.EmptyDataError:
-            raise DataError("file is empty (no header row)") from None
+        yield from _csv_frames(fh, chunk_rows)
+
+
+def read_csv_bytes(data: bytes) -> pd.DataFrame:
+    """A whole CSV held in memory (an upload), read exactly like a file; raises DataError."""
+    stream = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline=None)
+    try:
+        frames = list(_csv_frames(stream, DEFAULT_CHUNK_ROWS))
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text: {e}") from None
+    except (pd.errors.ParserError, ValueError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"cannot read as a table: {e}") from None
+    if not frames:
+        raise DataError("the CSV has a header but no data rows")
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
 def _parquet_reader(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Install the system tools the test suite needs, if they are missing.
+# Idempotent and silent when everything is present; one line per thing it installs.
+# Run as root (CI is root). Add one small ensure_<tool> function per tool and call it from main.
+set -euo pipefail
+
+PG_ROOT=/usr/lib/postgresql
+PG_FALLBACK_USER=sepsis-test
+APT_UPDATED=0
+
+say() { echo "ensure-test-tools: $*"; }
+die() { echo "ensure-test-tools: $*" >&2; exit 1; }
+
+# Installing needs root; say exactly what is missing otherwise.
+need_root() {
+    [[ $(id -u) -eq 0 ]] || die "$1 is missing and installing it needs root: sudo $0"
+}
+
+apt_install() {
+    need_root "$*"
+    if [[ $APT_UPDATED -eq 0 ]]; then
+        apt-get update -qq >/dev/null
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# Newest PostgreSQL bin directory that has initdb, or nothing.
+pg_bindir() {
+    local found=("$PG_ROOT"/*/bin/initdb)
+    [[ -e ${found[0]} ]] || return 0
+    printf '%s\n' "${found[@]%/initdb}" | sort -V | tail -n 1
+}
+
+pg_clusters() {
+    command -v pg_lsclusters >/dev/null && pg_lsclusters -h | awk '{print $1, $2}'
+    return 0
+}
+
+ensure_postgres() {
+    if [[ -z $(pg_bindir) ]]; then
+        local before version name
+        before=$(pg_clusters)
+        apt_install postgresql
+        # Debian creates (and may start) a "main" cluster; tests only use the binaries,
+        # so drop any cluster this install created.
+        while read -r version name; do
+            [[ -z $name ]] && continue
+            grep -qxF "$version $name" <<<"$before" || pg_dropcluster --stop "$version" "$name"
+        done <<<"$(pg_clusters)"
+        [[ -n $(pg_bindir) ]] || die "installed postgresql but found no initdb under $PG_ROOT"
+        say "installed PostgreSQL server binaries ($(pg_bindir))"
+    fi
+    # The server refuses to run as root: tests/pg.py runs it as postgres, else $PG_FALLBACK_USER.
+    if ! id -u postgres >/dev/null 2>&1 && ! id -u "$PG_FALLBACK_USER" >/dev/null 2>&1; then
+        need_root "an unprivileged user to run PostgreSQL"
+        useradd --system --no-create-home --shell /usr/sbin/nologin "$PG_FALLBACK_USER"
+        say "created system user $PG_FALLBACK_USER to run PostgreSQL"
+    fi
+}
+
+main() {
+    ensure_postgres
+}
+
+# Sourcing the script (e.g. to test one function) must not run it.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+    main "$@"
+fi

@@ -1,0 +1,133 @@
+"""Client mistakes become 4xx replies that name the field, the value and what was expected."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+
+from sepsis_api.schema import FEATURES, feature_for
+
+log = logging.getLogger("sepsis_api")
+
+_KNOWN_FIELDS = ", ".join(f"{f.code}/{f.name}" for f in FEATURES)
+
+
+class APIError(Exception):
+    """An error with a status, a summary and optional per-field errors."""
+
+    def __init__(self, status: int, detail: str, errors: list[dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        self.status, self.detail, self.errors, self.headers = status, detail, errors or [], headers
+
+
+def _expected(err: dict[str, Any], field: str | None) -> str:
+    feature = feature_for(field) if field else None
+    kind = err["type"]
+    if kind == "value_error" and feature is not None:
+        return feature.rule
+    if kind == "missing":
+        return "a value (required)" + (f": {feature.rule}" if feature else "")
+    if kind == "extra_forbidden":
+        return f"no such field; known fields: ID, {_KNOWN_FIELDS}"
+    if kind in ("float_type", "float_parsing", "int_type"):
+        return "a number" + (f": {feature.rule}" if feature else "")
+    if kind == "finite_number":
+        return "a finite number (NaN and Infinity are not allowed)"
+    if kind in ("model_attributes_type", "dict_type", "model_type"):
+        return "a JSON object"
+    if kind == "list_type":
+        return "a JSON array"
+    if kind == "json_invalid":
+        return "a valid JSON document"
+    if kind == "too_short":
+        return "at least one item"
+    if kind in ("string_type", "string_too_long"):
+        return err["msg"].replace("Input should be", "").strip() or "a string"
+    return err["msg"]
+
+
+def field_errors(errors: list[dict[str, Any]], *, strip: tuple[str, ...] = ("body",)
+                 ) -> list[dict[str, Any]]:
+    out = []
+    for err in errors:
+        loc = [p for p in err.get("loc", ()) if p not in strip]
+        row = None
+        if len(loc) >= 2 and loc[0] == "patients" and isinstance(loc[1], int):
+            row, loc = loc[1], loc[2:]
+        field = ".".join(str(p) for p in loc) or None
+        value = err.get("input") if err["type"] != "missing" else None
+        if isinstance(value, float) and value != value:  # NaN is not JSON
+            value = "NaN"
+        elif isinstance(value, float) and value in (float("inf"), float("-inf")):
+            value = "Infinity" if value > 0 else "-Infinity"
+        elif isinstance(value, dict | list | bytes) and err["type"] != "extra_forbidden":
+            value = None  # the whole body; echoing it back helps nobody
+        msg = err["msg"].removeprefix("Value error, ")
+        where = f"{field}" if field else "body"
+        if row is not None:
+            where = f"patients[{row}].{field}" if field else f"patients[{row}]"
+        out.append({"field": field, "row": row, "value": value,
+                    "expected": _expected(err, field), "message": f"{where}: {msg}"})
+    return out
+
+
+def _request_id(request: Request) -> str | None:
+    return request.scope.get("state", {}).get("request_id")
+
+
+def json_response(content: Any, status: int = 200,
+                  headers: dict[str, str] | None = None) -> Response:
+    """JSON via orjson without a second validation pass (replies are built from typed data)."""
+    return Response(orjson.dumps(content), status_code=status, headers=headers,
+                    media_type="application/json")
+
+
+def error_response(request: Request, status: int, detail: str,
+                   errors: list[dict[str, Any]] | None = None,
+                   headers: dict[str, str] | None = None) -> Response:
+    body = {"detail": detail, "errors": errors or [], "request_id": _request_id(request)}
+    return json_response(body, status, headers)
+
+
+def require_json(request: Request) -> None:
+    """Dependency for JSON-body routes: anything but JSON is a 415, not a confusing 422."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        raise APIError(415, f"unsupported content type {ctype or '(none)'!r}; send "
+                            "application/json")
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        errors = field_errors(list(exc.errors()))
+        summary = "; ".join(e["message"] for e in errors[:5])
+        return error_response(request, 422, f"invalid request: {summary}", errors)
+
+    @app.exception_handler(ValidationError)
+    async def _pydantic(request: Request, exc: ValidationError) -> Response:
+        errors = field_errors(list(exc.errors()))
+        summary = "; ".join(e["message"] for e in errors[:5])
+        return error_response(request, 422, f"invalid request: {summary}", errors)
+
+    @app.exception_handler(APIError)
+    async def _api(request: Request, exc: APIError) -> Response:
+        return error_response(request, exc.status, exc.detail, exc.errors, exc.headers)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> Response:
+        return error_response(request, exc.status_code, str(exc.detail), None, exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error in %s %s (request %s)", request.method,
+                      request.url.path, _request_id(request))
+        return error_response(request, 500, "internal server error; quote the request_id "
+                                            "when reporting it")

@@ -1,0 +1,39 @@
+"""Prometheus metrics, one registry per app (several apps may live in one test process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+BATCH_BUCKETS = (1, 10, 100, 1_000, 10_000, 100_000)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("sepsis_api_requests_total", "HTTP requests.",
+                                ["method", "route", "status"], registry=r)
+        self.latency = Histogram("sepsis_api_request_duration_seconds", "HTTP request latency.",
+                                 ["method", "route"], buckets=LATENCY_BUCKETS, registry=r)
+        self.predictions = Counter("sepsis_api_predictions_total", "Estimates returned.",
+                                   ["model", "version", "label"], registry=r)
+        self.bands = Counter("sepsis_api_risk_band_total", "Estimates per risk band.",
+                             ["model", "band"], registry=r)
+        self.batch_size = Histogram("sepsis_api_batch_size", "Patients per batch call.",
+                                    buckets=BATCH_BUCKETS, registry=r)
+        self.model_load = Gauge("sepsis_api_model_load_seconds",
+                                "Time to load and verify the served model version.", registry=r)
+        self.audit_failures = Counter("sepsis_api_audit_failures_total",
+                                      "Estimates refused because the audit log was unreachable.",
+                                      registry=r)
+
+    def count(self, model: str, version: str, labels: list[str], bands: list[str]) -> None:
+        for label in ("Positive", "Negative"):
+            n = labels.count(label)
+            if n:
+                self.predictions.labels(model, version, label).inc(n)
+        for band in ("low", "moderate", "high"):
+            n = bands.count(band)
+            if n:
+                self.bands.labels(model, band).inc(n)

@@ -1,0 +1,164 @@
+"""POST /v1/predict (one patient) and POST /v1/predict/batch (JSON, CSV body or CSV upload)."""
+
+from __future__ import annotations
+
+import io
+from typing import Annotated, Any
+
+import orjson
+import pandas as pd
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from sepsis_api.api.errors import APIError, field_errors, json_response, require_json
+from sepsis_api.api.schemas import (
+    BatchRequest,
+    BatchResponse,
+    ErrorResponse,
+    Patient,
+    PredictResponse,
+    patient_inputs,
+    patient_matrix,
+)
+from sepsis_api.api.security import caller_id
+from sepsis_api.api.service import Service
+from sepsis_api.ml.data import DataError, read_csv_bytes, validate_frame
+
+router = APIRouter(prefix="/v1", tags=["predict"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing or invalid API key."},
+    422: {"model": ErrorResponse, "description": "Invalid input: each error names the field, "
+                                                 "the value and what was expected."},
+    503: {"model": ErrorResponse, "description": "Audit database unavailable; nothing returned."},
+}
+JSON_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS, 415: {"model": ErrorResponse, "description": "The body is not JSON."}}
+ModelQuery = Annotated[str | None, Query(
+    description="A model name, the served version (its default model), or `all` for every "
+                "model side by side. Default: the version's default model.")]
+
+
+def _row(r: dict[str, Any]) -> dict[str, Any]:
+    return {"prediction_id": r["id"], "model": r["model_name"], "model_version": r["model_version"],
+            "probability": r["probability"], "label": r["label"], "risk_band": r["risk_band"],
+            "threshold": r["threshold"], "contributions": r["contributions"]}
+
+
+@router.post("/predict", response_model=PredictResponse, responses=JSON_ERRORS,
+             dependencies=[Depends(require_json)], summary="Estimate one patient's sepsis risk")
+async def predict(
+    patient: Patient,  # type: ignore[valid-type]
+    request: Request,
+    model: ModelQuery = None,
+    explain: Annotated[bool, Query(description="Add per-feature contributions.")] = False,
+    caller: str = Depends(caller_id),
+) -> Response:
+    svc: Service = request.app.state.service
+    models = svc.resolve(model)
+    rows = await run_in_threadpool(
+        svc.predict_one, patient_matrix([patient]), patient_inputs(patient), patient.ID,
+        models, explain=explain, caller=caller, request_id=request.state.request_id,
+        source="predict",
+    )
+    return json_response({"patient_id": patient.ID, "predictions": [_row(r) for r in rows],
+                           "contribution_scale": "log-odds"})
+
+
+_BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/BatchRequest"}},
+            "text/csv": {"schema": {"type": "string"},
+                         "example": "ID,PRG,PL,PR,SK,TS,M11,BD2,Age,Insurance\n"
+                                    "P1,6,148,72,35,0,33.6,0.627,50,0\n"},
+            "multipart/form-data": {"schema": {
+                "type": "object", "required": ["file"],
+                "properties": {"file": {"type": "string", "format": "binary"}}}},
+        },
+    }
+}
+
+
+async def _parse_batch(request: Request, max_rows: int) -> tuple[Any, list[str | None]]:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/json":
+        body = await request.body()
+        try:
+            batch = BatchRequest.model_validate_json(body)
+        except ValidationError as e:
+            errors = field_errors(list(e.errors()))
+            raise APIError(422, f"invalid batch: {len(errors)} problem(s); "
+                                f"first: {errors[0]['message']}", errors[:100]) from None
+        if len(batch.patients) > max_rows:
+            raise APIError(413, f"{len(batch.patients)} patients exceed the batch limit of "
+                                f"{max_rows}")
+        return patient_matrix(batch.patients), [p.ID for p in batch.patients]
+    if ctype == "text/csv":
+        data = await request.body()
+    elif ctype == "multipart/form-data":
+        form = await request.form()
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise APIError(422, "multipart upload needs a file field named 'file'",
+                           [{"field": "file", "row": None, "value": None,
+                             "expected": "a CSV file", "message": "file: missing"}])
+        data = await upload.read()
+    else:
+        raise APIError(415, f"unsupported content type {ctype or '(none)'!r}; send "
+                            "application/json, text/csv or a multipart/form-data file")
+    return _parse_csv(data, max_rows)
+
+
+def _parse_csv(data: bytes, max_rows: int) -> tuple[Any, list[str | None]]:
+    try:
+        frame = read_csv_bytes(data)
+        if len(frame) > max_rows:
+            raise APIError(413, f"{len(frame)} rows exceed the batch limit of {max_rows}")
+        if frame.empty:
+            raise DataError("the CSV has a header but no data rows")
+        batch = validate_frame(frame)
+    except DataError as e:
+        raise APIError(422, f"invalid CSV: {e}", [{
+            "field": None, "row": None, "value": None, "expected": "a CSV with columns "
+            "ID (optional), PRG, PL, PR, SK, TS, M11, BD2, Age, Insurance", "message": str(e)}]
+        ) from None
+    if batch.errors:
+        errors = [{"field": e.column, "row": e.row, "value": e.value,
+                   "expected": e.reason.split("; ", 1)[-1], "message": str(e)}
+                  for e in batch.errors]
+        raise APIError(422, f"invalid CSV: {len(errors)} invalid row(s), nothing was scored; "
+                            f"first: {errors[0]['message']}", errors[:100])
+    return batch.X, batch.ids
+
+
+def _csv_reply(result: dict[str, Any]) -> Response:
+    frame = pd.DataFrame(result["results"]).rename(columns={"patient_id": "ID"})
+    frame["model"], frame["model_version"] = result["model"], result["model_version"]
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False, float_format="%.6f", lineterminator="\n")
+    return Response(buf.getvalue(), media_type="text/csv")
+
+
+@router.post("/predict/batch", response_model=BatchResponse, openapi_extra=_BATCH_BODY,
+             responses={**ERRORS, 413: {"model": ErrorResponse, "description": "Too many rows "
+                                        "or bytes."}, 415: {"model": ErrorResponse}},
+             summary="Estimate many patients (JSON, CSV body or CSV upload); all or nothing")
+async def predict_batch(
+    request: Request, model: Annotated[str | None, Query(
+        description="A model name or the served version; default: the default model.")] = None,
+    caller: str = Depends(caller_id),
+) -> Response:
+    """All or nothing: if any patient is invalid, the reply lists every invalid row (up to 100)
+    and nothing is scored or recorded. Send `Accept: text/csv` for a CSV reply."""
+    svc: Service = request.app.state.service
+    served = svc.resolve(model, allow_all=False)[0]
+    X, ids = await _parse_batch(request, request.app.state.settings.max_batch_rows)
+    result = await run_in_threadpool(svc.predict_batch, X, ids, served, caller=caller,
+                                     request_id=request.state.request_id)
+    if "text/csv" in request.headers.get("accept", ""):
+        return _csv_reply(result)
+    return Response(orjson.dumps(result), media_type="application/json")

@@ -1,0 +1,227 @@
+"""Request and response models, generated from the feature schema (sepsis_api.schema)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    create_model,
+)
+
+from sepsis_api.schema import FEATURES, Feature
+
+
+def _checker(f: Feature):
+    def check(value: float | None) -> float | None:
+        if value is None:
+            return None
+        problem = f.check(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    return check
+
+
+def _feature_field(f: Feature) -> tuple[Any, Any]:
+    kind = float | None if f.nullable else float
+    extra: dict[str, Any] = {"x-unit": f.unit} if f.unit else {}
+    if f.choices is not None:
+        extra["enum"] = list(f.choices)
+    else:
+        extra.update(minimum=f.minimum, maximum=f.maximum)
+    description = f"{f.description}" + (f" ({f.unit})" if f.unit else "") + f". {f.rule}."
+    field = Field(
+        None if f.nullable else ...,
+        validation_alias=AliasChoices(f.code, f.name),
+        serialization_alias=f.code,
+        description=description + f" Also accepted as `{f.name}`.",
+        json_schema_extra=extra,
+    )
+    return Annotated[kind, AfterValidator(_checker(f))], field
+
+
+_EXAMPLE = {"ID": "ICU200010", "PRG": 6, "PL": 148, "PR": 72, "SK": 35, "TS": 0, "M11": 33.6,
+            "BD2": 0.627, "Age": 50, "Insurance": 0}
+
+Patient = create_model(  # type: ignore[call-overload]
+    "Patient",
+    __config__=ConfigDict(
+        extra="forbid", strict=True, allow_inf_nan=False,
+        json_schema_extra={"examples": [_EXAMPLE]},
+    ),
+    __doc__="One patient's measurements, by dataset code or descriptive name. Leave a feature "
+            "out, or send null or 0, where it was not measured (only where the schema allows).",
+    ID=(str | None, Field(None, max_length=128, validation_alias=AliasChoices("ID", "id"),
+                          description="Your identifier for the patient (kept in the audit log).")),
+    **{f.code: _feature_field(f) for f in FEATURES},
+)
+
+
+def patient_matrix(patients: list[Any]) -> np.ndarray:
+    """Features in schema order; None (not measured) becomes NaN, as the models expect."""
+    return np.array([[getattr(p, f.code) for f in FEATURES] for p in patients], dtype=np.float64)
+
+
+def patient_inputs(p: Any) -> dict[str, float | None]:
+    return {f.code: getattr(p, f.code) for f in FEATURES}
+
+
+def inputs_matrix(inputs: dict[str, float | None]) -> np.ndarray:
+    return np.array([[inputs[f.code] for f in FEATURES]], dtype=np.float64)
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    patients: list[Patient] = Field(min_length=1)  # type: ignore[valid-type]
+
+
+class Contribution(BaseModel):
+    feature: str = Field(description="Dataset code of the feature.")
+    name: str = Field(description="Descriptive name of the feature.")
+    value: float | None = Field(description="The patient's value; null = not measured.")
+    contribution: float = Field(
+        description="Change in log-odds of the calibrated risk caused by this value, compared "
+        "with the value treated as not measured (the training median). Positive = raises risk.")
+
+
+class Prediction(BaseModel):
+    prediction_id: str
+    model: str
+    model_version: str
+    probability: float = Field(description="Calibrated probability of sepsis, 0-1.")
+    label: Literal["Positive", "Negative"] = Field(
+        description="Positive when probability >= threshold.")
+    risk_band: Literal["low", "moderate", "high"]
+    threshold: float
+    contributions: list[Contribution] | None = Field(
+        None, description="Per-feature reasons, largest first (with explain=true).")
+
+
+class PredictResponse(BaseModel):
+    patient_id: str | None
+    predictions: list[Prediction] = Field(
+        description="One per model: the chosen one, or every model with model=all.")
+    contribution_scale: Literal["log-odds"] = "log-odds"
+
+
+class BatchItem(BaseModel):
+    index: int = Field(description="0-based position of the patient in the request.")
+    patient_id: str | None
+    prediction_id: str
+    probability: float
+    label: Literal["Positive", "Negative"]
+    risk_band: Literal["low", "moderate", "high"]
+
+
+class BatchResponse(BaseModel):
+    model: str
+    model_version: str
+    threshold: float
+    count: int
+    results: list[BatchItem]
+
+
+class FieldError(BaseModel):
+    field: str | None = Field(description="The field (or CSV column) at fault.")
+    row: int | None = Field(None, description="Batch index (JSON, 0-based) or CSV data row "
+                                              "(1-based) of the patient at fault.")
+    value: Any = Field(None, description="The value that was sent.")
+    expected: str = Field(description="What would have been valid.")
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+    errors: list[FieldError] = []
+    request_id: str | None = None
+
+
+class FeatureInfo(BaseModel):
+    code: str
+    name: str
+    description: str
+    unit: str | None
+    minimum: float
+    maximum: float
+    choices: list[int] | None
+    zero_means_missing: bool
+    rule: str
+
+
+class FeaturesResponse(BaseModel):
+    features: list[FeatureInfo]
+    provenance: str
+    disclaimer: str
+
+
+class ModelSummary(BaseModel):
+    name: str
+    display_name: str
+    version: str
+    default: bool
+    calibration: str
+    threshold: float
+    risk_bands: dict[str, float]
+    metrics: dict[str, dict[str, float]]
+    operating_point: dict[str, dict[str, float]]
+
+
+class ModelsResponse(BaseModel):
+    version: str
+    default_model: str
+    models: list[ModelSummary]
+
+
+class ModelDetail(ModelSummary):
+    card: dict[str, Any] = Field(description="The version's full model card (card.json).")
+
+
+class HistoryRecord(BaseModel):
+    prediction_id: str
+    created_at: datetime
+    caller: str
+    source: str
+    request_id: str
+    patient_id: str | None
+    model: str
+    model_version: str
+    probability: float
+    threshold: float
+    label: str
+    risk_band: str
+    inputs: dict[str, float | None]
+    contributions: list[Contribution] | None = None
+
+
+class HistoryPage(BaseModel):
+    items: list[HistoryRecord]
+    next_cursor: str | None = Field(description="Pass as `cursor` to get the next (older) page.")
+
+
+CompatRequest = create_model(  # type: ignore[call-overload]
+    "CompatRequest",
+    __config__=ConfigDict(extra="forbid", strict=True, allow_inf_nan=False),
+    __doc__="The case study's request body: every feature by its descriptive name.",
+    **{
+        f.name: (Annotated[float, AfterValidator(_checker(f))],
+                 Field(..., description=f"{f.code}: {f.description}. {f.rule}."))
+        for f in FEATURES
+    },
+)
+
+
+class CompatResponse(BaseModel):
+    """The case study's reply: labels and [[p_negative, p_positive]] per model."""
+
+    logistic_regression_prediction: Literal["Positive", "Negative"]
+    random_forest_prediction: Literal["Positive", "Negative"]
+    logistic_regression_probability: list[list[float]]
+    random_forest_probability: list[list[float]]

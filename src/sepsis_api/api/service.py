@@ -1,0 +1,127 @@
+"""Scoring plus audit: what every predict route does, in plain synchronous code.
+
+Routes call these functions in a worker thread, so neither scoring nor the database commit
+blocks the event loop. An estimate is returned only after its audit record is committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy.exc import SQLAlchemyError
+
+from sepsis_api.api.errors import APIError
+from sepsis_api.api.metrics import Metrics
+from sepsis_api.db.audit import AuditLog
+from sepsis_api.ids import new_id
+from sepsis_api.ml.predictor import Predictor, ServedModel
+from sepsis_api.schema import BY_CODE, FEATURES
+
+
+@dataclass
+class Service:
+    predictor: Predictor
+    audit: AuditLog
+    metrics: Metrics
+
+    def resolve(self, spec: str | None, *, allow_all: bool = True) -> list[ServedModel]:
+        """A model name, the served version (its default model), or 'all'."""
+        p = self.predictor
+        if spec is None or spec == p.version.version:
+            return [p.default]
+        if spec == "all":
+            if not allow_all:
+                raise APIError(422, "model=all is not available here; choose one model",
+                               [_model_error(spec, p, allow_all)])
+            return list(p.models.values())
+        if spec in p.models:
+            return [p.models[spec]]
+        raise APIError(422, f"unknown model {spec!r}", [_model_error(spec, p, allow_all)])
+
+    def _commit(self, rows: list[dict[str, Any]]) -> None:
+        try:
+            self.audit.record(rows)
+        except SQLAlchemyError as e:
+            self.metrics.audit_failures.inc(len(rows))
+            raise APIError(
+                503, "the audit database is unavailable, so no estimate was returned; "
+                     f"retry later ({type(e).__name__})",
+                headers={"Retry-After": "5"},
+            ) from None
+
+    def predict_one(self, x: np.ndarray, inputs: dict[str, float | None], patient_id: str | None,
+                    models: list[ServedModel], *, explain: bool, caller: str, request_id: str,
+                    source: str) -> list[dict[str, Any]]:
+        """Score one patient with each model; commit one audit row per model; return rows."""
+        now = datetime.now(UTC)
+        rows = []
+        for m in models:
+            p = float(m.compiled.predict_proba(x)[0])
+            positive = p >= m.threshold
+            contributions = None
+            if explain:
+                contributions = [
+                    {"feature": c.code, "name": BY_CODE[c.code].name,
+                     "value": None if np.isnan(c.value) else c.value,
+                     "contribution": c.log_odds}
+                    for c in self.predictor.contributions(x, m.name)
+                ]
+            rows.append({
+                "id": new_id(), "created_at": now, "request_id": request_id, "caller": caller,
+                "source": source, "patient_id": patient_id, "inputs": inputs,
+                "model_name": m.name, "model_version": m.version, "probability": p,
+                "threshold": m.threshold, "label": "Positive" if positive else "Negative",
+                "risk_band": str(m.bands.band(np.array([p]))[0]),
+                "contributions": contributions,
+            })
+        self._commit(rows)
+        for r in rows:
+            self.metrics.count(r["model_name"], r["model_version"], [r["label"]],
+                               [r["risk_band"]])
+        return rows
+
+    def predict_batch(self, X: np.ndarray, ids: list[str | None], model: ServedModel, *,
+                      caller: str, request_id: str) -> dict[str, Any]:
+        """Score many patients with one model; all audit rows commit in one transaction."""
+        scores = self.predictor.score(X, model.name)
+        probs = scores.probability.tolist()
+        labels = scores.label.tolist()
+        bands = scores.band.tolist()
+        now = datetime.now(UTC)
+        pred_ids = [new_id() for _ in probs]
+        codes = [f.code for f in FEATURES]
+        inputs = [
+            {c: (None if v != v else v) for c, v in zip(codes, row, strict=True)}
+            for row in X.tolist()
+        ]
+        rows = [
+            {"id": pid, "created_at": now, "request_id": request_id, "caller": caller,
+             "source": "batch", "patient_id": pat, "inputs": inp, "model_name": model.name,
+             "model_version": model.version, "probability": p, "threshold": model.threshold,
+             "label": lab, "risk_band": band, "contributions": None}
+            for pid, pat, inp, p, lab, band in zip(pred_ids, ids, inputs, probs, labels, bands,
+                                                   strict=True)
+        ]
+        self._commit(rows)
+        self.metrics.count(model.name, model.version, labels, bands)
+        self.metrics.batch_size.observe(len(rows))
+        return {
+            "model": model.name, "model_version": model.version, "threshold": model.threshold,
+            "count": len(rows),
+            "results": [
+                {"index": i, "patient_id": pat, "prediction_id": pid, "probability": p,
+                 "label": lab, "risk_band": band}
+                for i, (pat, pid, p, lab, band) in enumerate(
+                    zip(ids, pred_ids, probs, labels, bands, strict=True))
+            ],
+        }
+
+
+def _model_error(spec: str, p: Predictor, allow_all: bool) -> dict[str, Any]:
+    choices = [*p.models, p.version.version] + (["all"] if allow_all else [])
+    return {"field": "model", "row": None, "value": spec,
+            "expected": f"one of {', '.join(choices)}",
+            "message": f"model: {spec!r} is not a served model"}

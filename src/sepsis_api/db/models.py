@@ -1,0 +1,35 @@
+"""The audit log's tables (SQLAlchemy 2.0). Schema changes go through Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, DateTime, Float, Index, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Prediction(Base):
+    """One estimate for one patient by one model: what came in, what went out, who asked."""
+
+    __tablename__ = "predictions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # UUIDv7: sorts by time
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    request_id: Mapped[str] = mapped_column(String(64))
+    caller: Mapped[str] = mapped_column(String(64))  # API key id, never the key
+    source: Mapped[str] = mapped_column(String(16))  # predict | batch | compat
+    patient_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    inputs: Mapped[dict] = mapped_column(JSON)  # feature code -> value (null = not measured)
+    model_name: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(64), index=True)
+    probability: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    label: Mapped[str] = mapped_column(String(16), index=True)
+    risk_band: Mapped[str] = mapped_column(String(16))
+    contributions: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+
+    __table_args__ = (Index("ix_predictions_model", "model_name", "model_version"),)
