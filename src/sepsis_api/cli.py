@@ -25,6 +25,9 @@ app = typer.Typer(help="Sepsis Risk API: calibrated, explained sepsis-risk estim
                   no_args_is_help=True, pretty_exceptions_enable=False)
 models_app = typer.Typer(help="List and inspect trained model versions.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+db_app = typer.Typer(help="The audit database's schema (Alembic migrations).",
+                     no_args_is_help=True)
+app.add_typer(db_app, name="db")
 console = Console(stderr=True, soft_wrap=True)  # messages stay on one greppable line
 # Tables stay unwrapped when piped to a file or another program.
 out = Console(width=None if sys.stdout.isatty() else 200)
@@ -281,6 +284,87 @@ def models_show(
         )
     out.print(table)
     out.print(f"model card: {mv.path / 'MODEL_CARD.md'}")
+
+
+# -- serve -----------------------------------------------------------------------------------
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default: settings).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: settings).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    insecure: Annotated[bool, typer.Option(
+        help="Allow a non-loopback address without API keys.")] = False,
+    log_level: Annotated[str, typer.Option(help="Server log level.")] = "info",
+) -> None:
+    """Start the HTTP API (uvicorn)."""
+    import logging
+
+    import uvicorn
+
+    from sepsis_api.api.security import parse_keys
+
+    # CLI options become settings, so every worker process sees the same configuration.
+    for name, value in (("HOST", host), ("PORT", port), ("WORKERS", workers)):
+        if value is not None:
+            os.environ[f"SEPSIS_API_{name}"] = str(value)
+    get_settings.cache_clear()
+    settings = get_settings()
+    try:
+        keys = parse_keys(settings.api_keys, settings.api_keys_file)
+    except (OSError, ValueError) as e:
+        raise _fail(f"API keys: {e}") from None
+    if not keys:
+        if settings.host not in LOOPBACK and not insecure:
+            raise _fail(f"no API keys are configured, so the API would be open to anyone on "
+                        f"{settings.host}; set SEPSIS_API_KEYS (or SEPSIS_API_KEYS_FILE), bind "
+                        f"to 127.0.0.1, or pass --insecure")
+        console.print(f"[yellow]no API keys configured: authentication is off[/]"
+                      f"{'' if insecure else ' (listening on loopback only)'}")
+    else:
+        console.print(f"API keys required ({len(keys)} configured)")
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    console.print(f"Sepsis Risk API on http://{settings.host}:{settings.port} "
+                  f"(docs at /docs)")
+    uvicorn.run("sepsis_api.api.app:create_app", factory=True, host=settings.host,
+                port=settings.port, workers=settings.workers, log_level=log_level,
+                access_log=False, timeout_graceful_shutdown=30)
+
+
+# -- db ----------------------------------------------------------------------------------------
+def _engine():
+    from sepsis_api.db.session import make_engine
+
+    return make_engine(get_settings().effective_database_url)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration to the audit database."""
+    from sepsis_api.db import migrate
+
+    engine = _engine()
+    before = migrate.current_revision(engine)
+    migrate.upgrade(engine)
+    out.print(f"audit database {engine.url.render_as_string(hide_password=True)}: "
+              f"{before or 'empty'} -> {migrate.current_revision(engine)}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the audit database's schema revision and whether it is up to date."""
+    from sepsis_api.db import migrate
+
+    engine = _engine()
+    current, head = migrate.current_revision(engine), migrate.head_revision(engine)
+    state = "up to date" if current == head else "behind: run `sepsis-api db upgrade`"
+    out.print(f"{engine.url.render_as_string(hide_password=True)}: revision "
+              f"{current or 'none'} (this release: {head}) - {state}")
+    if current != head:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":
