@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
-from factories import PATIENT, patient, patients
 
+from factories import PATIENT, patient, patients
 from sepsis_api.schema import FEATURES
 
 
