@@ -59,8 +59,18 @@ ensure_postgres() {
     fi
 }
 
+# The HTTP load generator that benchmarks/bench_http.py drives (`make bench`).
+ensure_wrk() {
+    if ! command -v wrk >/dev/null; then
+        apt_install wrk
+        command -v wrk >/dev/null || die "installed wrk but it is not on PATH"
+        say "installed wrk ($(command -v wrk))"
+    fi
+}
+
 main() {
     ensure_postgres
+    ensure_wrk
 }
 
 # Sourcing the script (e.g. to test one function) must not run it.

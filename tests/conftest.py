@@ -60,3 +60,12 @@ def postgres() -> Iterator[PostgresCluster]:
         pytest.skip(reason)
     with PostgresCluster() as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory):
+    """One real `sepsis-api serve` process (SQLite audit log) shared by the session."""
+    from server import ServerProcess
+
+    with ServerProcess(tmp_path_factory.mktemp("live")) as srv:
+        yield srv

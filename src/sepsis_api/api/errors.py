@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -85,8 +86,11 @@ def _request_id(request: Request) -> str | None:
 def json_response(content: Any, status: int = 200,
                   headers: dict[str, str] | None = None) -> Response:
     """JSON via orjson without a second validation pass (replies are built from typed data)."""
-    return Response(orjson.dumps(content), status_code=status, headers=headers,
-                    media_type="application/json")
+    try:
+        body = orjson.dumps(content)
+    except TypeError:  # e.g. a lone surrogate echoed from a client's field name
+        body = json.dumps(content, ensure_ascii=True, default=str).encode()
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
 def error_response(request: Request, status: int, detail: str,
@@ -123,7 +127,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> Response:
-        return error_response(request, exc.status_code, str(exc.detail), None, exc.headers)
+        detail = str(exc.detail)
+        if exc.status_code == 400 and "parsing the body" in detail:
+            detail = "the body could not be read: send UTF-8 encoded JSON"
+        return error_response(request, exc.status_code, detail, None, exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

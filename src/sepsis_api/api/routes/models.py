@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 
 from sepsis_api.api.errors import APIError
 from sepsis_api.api.routes.predict import ERRORS
@@ -36,7 +36,10 @@ async def list_models(request: Request) -> dict[str, Any]:
 @router.get("/models/{name_or_version}", response_model=ModelDetail,
             responses={**ERRORS, 404: {"model": ErrorResponse}},
             summary="One model (or the served version's default) with the full model card")
-async def get_model(name_or_version: str, request: Request) -> dict[str, Any]:
+async def get_model(
+    name_or_version: Annotated[str, Path(examples=["random_forest", "logistic_regression"])],
+    request: Request,
+) -> dict[str, Any]:
     p: Predictor = request.app.state.service.predictor
     name = p.version.default_model if name_or_version == p.version.version else name_or_version
     if name not in p.models:

@@ -29,6 +29,7 @@ from sepsis_api.ml.data import DataError, read_csv_bytes, validate_frame
 router = APIRouter(prefix="/v1", tags=["predict"])
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "The body could not be read (not UTF-8 JSON)."},
     401: {"model": ErrorResponse, "description": "Missing or invalid API key."},
     422: {"model": ErrorResponse, "description": "Invalid input: each error names the field, "
                                                  "the value and what was expected."},
@@ -71,7 +72,8 @@ _BATCH_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/BatchRequest"}},
+            "application/json": {"schema": BatchRequest.model_json_schema(
+                ref_template="#/components/schemas/{model}")},
             "text/csv": {"schema": {"type": "string"},
                          "example": "ID,PRG,PL,PR,SK,TS,M11,BD2,Age,Insurance\n"
                                     "P1,6,148,72,35,0,33.6,0.627,50,0\n"},
