@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from pg import PostgresCluster, missing_reason
+from sepsis_api.api.app import create_app
+from sepsis_api.config import Settings
 from sepsis_api.ml.registry import PACKAGED_ROOT, ModelVersion, Registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,3 +74,24 @@ def live_server(tmp_path_factory: pytest.TempPathFactory):
 
     with ServerProcess(tmp_path_factory.mktemp("live")) as srv:
         yield srv
+
+
+@pytest.fixture
+def make_client(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
+    """make_client(**settings) -> a started TestClient; each call gets its own database."""
+    with ExitStack() as stack:
+        count = 0
+
+        def make(**overrides: Any) -> TestClient:
+            nonlocal count
+            count += 1
+            settings = Settings(_env_file=None, data_dir=tmp_path / f"data{count}", **overrides)
+            client = TestClient(create_app(settings), raise_server_exceptions=False)
+            return stack.enter_context(client)
+
+        yield make
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient]) -> TestClient:
+    return make_client()
