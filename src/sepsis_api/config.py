@@ -5,14 +5,15 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sepsis_api.ml.registry import PACKAGED_ROOT, Registry
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SEPSIS_API_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SEPSIS_API_", env_file=".env", extra="ignore",
+                                      populate_by_name=True)
 
     model_dir: Path | None = Field(
         default=None,
@@ -41,12 +42,14 @@ class Settings(BaseSettings):
     )
     api_keys: str | None = Field(
         default=None,
+        validation_alias=AliasChoices("SEPSIS_API_KEYS", "api_keys"),
         description="Comma-separated API keys, each KEY or ID:KEY (the ID is what the audit log "
         "records). When no keys are set, authentication is off and the server binds to "
         "loopback only.",
     )
     api_keys_file: Path | None = Field(
-        default=None, description="File with one KEY or ID:KEY per line (# comments allowed)."
+        default=None, validation_alias=AliasChoices("SEPSIS_API_KEYS_FILE", "api_keys_file"),
+        description="File with one KEY or ID:KEY per line (# comments allowed)."
     )
     host: str = Field(default="127.0.0.1", description="Address `sepsis-api serve` binds to.")
     port: int = Field(default=8000, description="Port `sepsis-api serve` listens on.")
