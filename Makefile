@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data
 
-.PHONY: run test bench lint train-default clean
+.PHONY: run demo test bench lint train-default clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,13 +19,19 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
+# Start the API on the shipped model with a SQLite audit log in .data/ (Ctrl-C stops it).
 run: $(VENV)/.installed
+	$(BIN)/sepsis-api serve
+
+# Score the example ward list offline, without a server.
+demo: $(VENV)/.installed
 	$(BIN)/sepsis-api models show
 	$(BIN)/sepsis-api predict --input examples/ward.csv --output .data/ward-scores.csv
 	@cat .data/ward-scores.csv
 
 test: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests benchmarks
+	bash scripts/ensure-test-tools.sh
+	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/pytest
 
 bench: $(VENV)/.installed-dev
@@ -34,7 +40,6 @@ bench: $(VENV)/.installed-dev
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
 
 # Retrain the shipped default model from the data set (see README, "The shipped model").
 train-default: $(VENV)/.installed
