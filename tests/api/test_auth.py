@@ -28,13 +28,18 @@ PROTECTED = [
 ]
 ROUTE_IDS = [f"{m} {p}" for m, p, _ in PROTECTED]
 OPEN = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/"]
-MALFORMED = {
-    "bearer without key": "Bearer",
-    "basic scheme": f"Basic {UI_KEY}",
-    "no scheme": UI_KEY,
-    "other scheme": f"Token {UI_KEY}",
-    "key with trailing text": f"Bearer {UI_KEY} extra",
-}
+WRONG = [
+    {"Authorization": "Bearer " + "c" * 20},
+    {"X-API-Key": "c" * 20},
+    {"X-API-Key": UI_KEY[:-1]},  # a prefix of a real key
+]
+MALFORMED = [
+    "Bearer",  # no key
+    f"Basic {UI_KEY}",  # another scheme
+    f"Token {UI_KEY}",
+    UI_KEY,  # no scheme
+    f"Bearer {UI_KEY} extra",  # trailing text
+]
 
 
 @pytest.fixture
@@ -51,7 +56,7 @@ def call(client, method, path, body, headers=None):
 
 
 def assert_unauthorized(r):
-    assert r.status_code == 401, r.text
+    assert r.status_code == 401, (r.request.method, r.request.url.path, r.request.headers, r.text)
     assert r.headers["www-authenticate"] == "Bearer"
     body = r.json()
     assert "API key" in body["detail"]
@@ -74,22 +79,18 @@ def test_protected_route_without_a_key_is_401(secured, method, path, body):
 
 
 @pytest.mark.parametrize(("method", "path", "body"), PROTECTED, ids=ROUTE_IDS)
-@pytest.mark.parametrize("headers", [
-    {"Authorization": "Bearer " + "c" * 20},
-    {"X-API-Key": "c" * 20},
-    {"X-API-Key": UI_KEY[:-1]},
-], ids=["wrong bearer", "wrong x-api-key", "key prefix"])
-def test_protected_route_with_a_wrong_key_is_401(secured, method, path, body, headers):
-    r = call(secured, method, path, body, headers)
-    assert_unauthorized(r)
-    assert "c" * 20 not in r.text
+def test_protected_route_with_a_wrong_key_is_401(secured, method, path, body):
+    for headers in WRONG:
+        r = call(secured, method, path, body, headers)
+        assert_unauthorized(r)
+        assert "c" * 20 not in r.text
 
 
 @pytest.mark.parametrize(("method", "path", "body"), PROTECTED, ids=ROUTE_IDS)
-@pytest.mark.parametrize("authorization", MALFORMED.values(), ids=MALFORMED.keys())
 def test_protected_route_with_a_malformed_authorization_header_is_401(
-        secured, method, path, body, authorization):
-    assert_unauthorized(call(secured, method, path, body, {"Authorization": authorization}))
+        secured, method, path, body):
+    for authorization in MALFORMED:
+        assert_unauthorized(call(secured, method, path, body, {"Authorization": authorization}))
 
 
 def test_every_documented_operation_outside_the_open_ones_needs_a_key(secured):

@@ -156,6 +156,12 @@ def test_invalid_json_error_names_no_field(client):
     assert error["message"].startswith("body")
 
 
+def test_json_that_is_not_utf8_is_rejected_saying_so(client):
+    body = rejected(client, client.post("/v1/predict", content=b'\xff{"PRG": 6}', headers=JSON),
+                    400)
+    assert "UTF-8" in body["detail"]
+
+
 def test_json_array_where_an_object_is_expected_is_rejected(client):
     body = rejected(client, client.post("/v1/predict", json=[PATIENT]), 422)
     error = only_error(body)
@@ -199,9 +205,8 @@ def test_unknown_model_is_rejected_listing_the_valid_choices(client):
     error = only_error(body)
     assert error["field"] == "model"
     assert error["value"] == "nope"
-    for m in served["models"]:
-        assert m["name"] in error["expected"]
-    assert served["version"] in error["expected"] and "all" in error["expected"]
+    choices = error["expected"].removeprefix("one of ").split(", ")
+    assert set(choices) == {m["name"] for m in served["models"]} | {served["version"], "all"}
 
 
 def test_explain_that_is_not_a_boolean_is_rejected(client):
@@ -283,6 +288,13 @@ def test_csv_missing_a_column_is_rejected_naming_it(client):
     body = rejected(client, csv_batch(client, text), 422)
     assert "missing column(s) Age" in body["detail"]
     assert "Age" in only_error(body)["expected"]
+
+
+@pytest.mark.xfail(reason="the structured error for a missing CSV column has field null; only "
+                          "the free-text detail names the column", strict=True)
+def test_csv_missing_a_column_names_it_as_the_field(client):
+    text = "ID,PRG,PL,PR,SK,TS,M11,BD2,Insurance\nP1,6,148,72,35,0,33.6,0.627,0\n"
+    assert only_error(rejected(client, csv_batch(client, text), 422))["field"] == "Age"
 
 
 def test_csv_with_only_a_header_is_rejected(client):
