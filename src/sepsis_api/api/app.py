@@ -14,7 +14,7 @@ from sepsis_api.api import errors
 from sepsis_api.api.metrics import Metrics
 from sepsis_api.api.middleware import RequestContext
 from sepsis_api.api.routes import compat, meta, models, predict, predictions
-from sepsis_api.api.security import parse_keys
+from sepsis_api.api.security import RequireAPIKey, parse_keys
 from sepsis_api.api.service import Service
 from sepsis_api.config import Settings, get_settings
 from sepsis_api.db import migrate
@@ -84,5 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for module in (meta, predict, predictions, models, compat):
         app.include_router(module.router)
+    # Added last = outermost: the request id and size limit apply before the key check.
+    app.add_middleware(RequireAPIKey, keys=app.state.api_keys)
     app.add_middleware(RequestContext, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app

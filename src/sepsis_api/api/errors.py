@@ -49,16 +49,19 @@ def _expected(err: dict[str, Any], field: str | None) -> str:
         return "a valid JSON document"
     if kind == "too_short":
         return "at least one item"
-    if kind in ("string_type", "string_too_long"):
-        return err["msg"].replace("Input should be", "").strip() or "a string"
-    return err["msg"]
+    if kind == "bool_parsing":
+        return "a boolean: true or false"
+    return err["msg"].removeprefix("Input should be ").removeprefix("Value error, ")
 
 
-def field_errors(errors: list[dict[str, Any]], *, strip: tuple[str, ...] = ("body",)
+def field_errors(errors: list[dict[str, Any]], *,
+                 strip: tuple[str, ...] = ("body", "query", "path", "header")
                  ) -> list[dict[str, Any]]:
     out = []
     for err in errors:
         loc = [p for p in err.get("loc", ()) if p not in strip]
+        if err["type"] == "json_invalid":
+            loc = []  # its location is a character offset into the text, not a field
         row = None
         if len(loc) >= 2 and loc[0] == "patients" and isinstance(loc[1], int):
             row, loc = loc[1], loc[2:]
@@ -68,7 +71,7 @@ def field_errors(errors: list[dict[str, Any]], *, strip: tuple[str, ...] = ("bod
             value = "NaN"
         elif isinstance(value, float) and value in (float("inf"), float("-inf")):
             value = "Infinity" if value > 0 else "-Infinity"
-        elif isinstance(value, dict | list | bytes) and err["type"] != "extra_forbidden":
+        elif isinstance(value, bytes) or (isinstance(value, dict | list) and not loc):
             value = None  # the whole body; echoing it back helps nobody
         msg = err["msg"].removeprefix("Value error, ")
         where = f"{field}" if field else "body"

@@ -15,10 +15,6 @@ from sepsis_api.api.metrics import Metrics
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class RequestContext:
     def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
         self.app, self.metrics, self.max_body = app, metrics, max_body_bytes
@@ -51,22 +47,34 @@ class RequestContext:
         if length > limit:
             await self._too_large(send_wrapper, request_id)
             status = 413
-        else:
-            received = 0
-
-            async def receive_limited() -> Message:
-                nonlocal received
+        elif b"content-length" not in headers and scope["method"] in ("POST", "PUT", "PATCH"):
+            # A streamed body: read it here (up to the limit) so an oversize one is a clean 413.
+            body, more, too_big = bytearray(), True, False
+            while more:
                 message = await receive()
-                if message["type"] == "http.request":
-                    received += len(message.get("body", b""))
-                    if received > limit:
-                        raise _TooLarge
-                return message
-
-            try:
-                await self.app(scope, receive_limited, send_wrapper)
-            except _TooLarge:
+                if message["type"] != "http.request":
+                    break
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+                too_big = len(body) > limit
+                if too_big:
+                    break
+            if too_big:
                 await self._too_large(send_wrapper, request_id)
+                status = 413
+            else:
+                replayed = False
+
+                async def replay() -> Message:
+                    nonlocal replayed
+                    if not replayed:
+                        replayed = True
+                        return {"type": "http.request", "body": bytes(body), "more_body": False}
+                    return await receive()
+
+                await self.app(scope, replay, send_wrapper)
+        else:
+            await self.app(scope, receive, send_wrapper)
         route: Any = scope.get("route")
         path = getattr(route, "path", "unmatched")
         self.metrics.requests.labels(scope["method"], path, str(status)).inc()

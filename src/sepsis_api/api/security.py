@@ -6,7 +6,9 @@ import hashlib
 import hmac
 from pathlib import Path
 
+import orjson
 from fastapi import HTTPException, Request, status
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 
 def parse_keys(spec: str | None, keys_file: Path | None) -> dict[str, str]:
@@ -28,32 +30,59 @@ def parse_keys(spec: str | None, keys_file: Path | None) -> dict[str, str]:
     return keys
 
 
-def _presented_key(request: Request) -> str | None:
-    auth = request.headers.get("authorization")
+UNAUTHORIZED = ("missing or invalid API key: send 'Authorization: Bearer <key>' or "
+                "'X-API-Key: <key>'")
+
+
+def _presented_key(headers: dict[bytes, bytes]) -> bytes | None:
+    auth = headers.get(b"authorization")
     if auth:
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
+        scheme, _, token = auth.partition(b" ")
+        if scheme.lower() == b"bearer" and token.strip():
             return token.strip()
-    return request.headers.get("x-api-key")
+    return headers.get(b"x-api-key")
+
+
+def is_protected(path: str) -> bool:
+    return path.startswith("/v1/") or path == "/predict"
+
+
+class RequireAPIKey:
+    """Checks the key before anything reads the body, so a caller without a valid key learns
+    nothing but 401. The key's id goes to ``scope["state"]["caller"]`` for the audit log."""
+
+    def __init__(self, app: ASGIApp, keys: dict[str, str]) -> None:
+        self.app = app
+        self.keys = [(k.encode(), key_id) for k, key_id in keys.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and is_protected(scope["path"]):
+            state = scope.setdefault("state", {})
+            if not self.keys:
+                state["caller"] = "anonymous"
+            else:
+                given = _presented_key(dict(scope["headers"])) or b""
+                found = None
+                for key, key_id in self.keys:  # always compare against every key
+                    if hmac.compare_digest(given, key):
+                        found = key_id
+                if found is None:
+                    body = orjson.dumps({"detail": UNAUTHORIZED, "errors": [],
+                                         "request_id": state.get("request_id")})
+                    await send({"type": "http.response.start", "status": 401, "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"www-authenticate", b"Bearer")]})
+                    await send({"type": "http.response.body", "body": body})
+                    return
+                state["caller"] = found
+        await self.app(scope, receive, send)
 
 
 def caller_id(request: Request) -> str:
-    """FastAPI dependency: the calling key's id, or 'anonymous' when auth is off; else 401."""
-    keys: dict[str, str] = request.app.state.api_keys
-    if not keys:
-        return "anonymous"
-    presented = _presented_key(request)
-    found = None
-    if presented:
-        given = presented.encode()
-        for key, key_id in keys.items():  # always compare against every key
-            if hmac.compare_digest(given, key.encode()):
-                found = key_id
-    if found is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail="missing or invalid API key: send 'Authorization: Bearer <key>' or "
-                   "'X-API-Key: <key>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return found
+    """FastAPI dependency: the calling key's id (set by RequireAPIKey), for the audit log."""
+    caller = request.scope.get("state", {}).get("caller")
+    if caller is None:  # only reachable if a protected route escaped the middleware
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=UNAUTHORIZED,
+                            headers={"WWW-Authenticate": "Bearer"})
+    return caller

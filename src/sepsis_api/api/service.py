@@ -122,6 +122,6 @@ class Service:
 
 def _model_error(spec: str, p: Predictor, allow_all: bool) -> dict[str, Any]:
     choices = [*p.models, p.version.version] + (["all"] if allow_all else [])
+    reason = "is not available for this call" if spec == "all" else "is not a served model"
     return {"field": "model", "row": None, "value": spec,
-            "expected": f"one of {', '.join(choices)}",
-            "message": f"model: {spec!r} is not a served model"}
+            "expected": f"one of {', '.join(choices)}", "message": f"model: {spec!r} {reason}"}

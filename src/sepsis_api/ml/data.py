@@ -33,6 +33,10 @@ _LABEL_ALIASES = ("sepssis", "sepsis")
 class DataError(ValueError):
     """A table that cannot be used; the message names file, row and column."""
 
+    def __init__(self, message: str, columns: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.columns = columns or []  # the columns at fault, where the problem is a column
+
 
 @dataclass(frozen=True, slots=True)
 class RowError:
@@ -81,7 +85,8 @@ def _column_map(columns: list[str], *, want_label: bool) -> dict[str, str]:
     if missing:
         raise DataError(
             f"missing column(s) {', '.join(missing)}; expected columns "
-            f"{', '.join(f.code for f in FEATURES)} (or their descriptive names)"
+            f"{', '.join(f.code for f in FEATURES)} (or their descriptive names)",
+            columns=missing,
         )
     if ID_COLUMN.lower() in lowered:
         found[ID_COLUMN] = lowered[ID_COLUMN.lower()]
@@ -91,7 +96,8 @@ def _column_map(columns: list[str], *, want_label: bool) -> dict[str, str]:
             break
     else:
         if want_label:
-            raise DataError(f"missing label column {LABEL_COLUMN} (values Positive/Negative)")
+            raise DataError(f"missing label column {LABEL_COLUMN} (values Positive/Negative)",
+                            columns=[LABEL_COLUMN])
     return found
 
 

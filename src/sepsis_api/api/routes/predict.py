@@ -124,10 +124,12 @@ def _parse_csv(data: bytes, max_rows: int) -> tuple[Any, list[str | None]]:
             raise DataError("the CSV has a header but no data rows")
         batch = validate_frame(frame)
     except DataError as e:
-        raise APIError(422, f"invalid CSV: {e}", [{
-            "field": None, "row": None, "value": None, "expected": "a CSV with columns "
-            "ID (optional), PRG, PL, PR, SK, TS, M11, BD2, Age, Insurance", "message": str(e)}]
-        ) from None
+        expected = "a CSV with columns ID (optional), PRG, PL, PR, SK, TS, M11, BD2, Age, Insurance"
+        errors = [{"field": col, "row": None, "value": None, "expected": expected,
+                   "message": f"{col}: column missing"} for col in e.columns]
+        raise APIError(422, f"invalid CSV: {e}", errors or [{
+            "field": None, "row": None, "value": None, "expected": expected,
+            "message": str(e)}]) from None
     if batch.errors:
         errors = [{"field": e.column, "row": e.row, "value": e.value,
                    "expected": e.reason.split("; ", 1)[-1], "message": str(e)}
