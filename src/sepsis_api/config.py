@@ -59,6 +59,16 @@ class Settings(BaseSettings):
         default=20_000_000, description="Largest request body accepted, in bytes."
     )
 
+    ui_api_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Address of the API that the web UI talks to.",
+    )
+    ui_api_key: str | None = Field(
+        default=None, description="API key the web UI sends (when the API requires keys)."
+    )
+    ui_host: str = Field(default="127.0.0.1", description="Address `sepsis-api ui` binds to.")
+    ui_port: int = Field(default=8501, description="Port `sepsis-api ui` listens on.")
+
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'audit.db'}"
