@@ -286,6 +286,11 @@ def print_facts() -> None:
     print(f"libraries: {libs}")
     print(f"load generator: {wrk_version()} (runs on the same CPUs as the server)")
     print(f"git commit: {_git()}")
+    print(f"load average before: {_load()} (other work on the machine skews the figures)")
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _ratio(x: float, base: float) -> str:
@@ -358,8 +363,11 @@ def measure_batch(port: int) -> tuple[int, int]:
     route = "/v1/predict/batch"
     print(f"\n== batch: POST {route}, {BATCH_ROWS:,} patients in one JSON call "
           f"({len(body) / 1e6:.2f} MB), 1 warm-up + {BATCH_CALLS} timed calls ==", flush=True)
-    client, server = [], []
+    client: list[float] = []
+    server: list[float] = []  # per call, only when /metrics gave exactly this call's time
+    gap: list[float] = []
     calls = 0
+    reply = b""
     for i in range(BATCH_CALLS + 1):
         s0, n0 = server_seconds(port, route)
         t0 = time.perf_counter()
@@ -374,19 +382,21 @@ def measure_batch(port: int) -> tuple[int, int]:
         client.append(elapsed)
         if n1 - n0 == 1:
             server.append(s1 - s0)
+            gap.append(elapsed - (s1 - s0))
     med = statistics.median(client)
-    print(f"client (send body .. last reply byte, {len(reply) / 1e6:.2f} MB reply): median "
-          f"{med * 1e3:,.0f} ms (min {min(client) * 1e3:,.0f}, max {max(client) * 1e3:,.0f}) "
-          f"= {BATCH_ROWS / med:,.0f} patients/s")
-    if server:
+    each = ", ".join(f"{t * 1e3:,.0f}" for t in client)
+    print(f"client (request sent .. last byte of the {len(reply) / 1e6:.2f} MB reply): median "
+          f"{med * 1e3:,.0f} ms = {BATCH_ROWS / med:,.0f} patients/s  (calls: {each} ms)")
+    if len(server) == len(client):
         smed = statistics.median(server)
-        print(f"server (the API's own request-duration metric, from /metrics: request entering "
-              f"the app .. reply sent): median {smed * 1e3:,.0f} ms = "
-              f"{BATCH_ROWS / smed:,.0f} patients/s; the rest, {(med - smed) * 1e3:,.0f} ms, is "
-              f"HTTP parsing and loopback transfer")
+        each = ", ".join(f"{t * 1e3:,.0f}" for t in server)
+        print(f"server (the API's own request-duration histogram from /metrics: app entered .. "
+              f"reply sent; includes reading the body): median {smed * 1e3:,.0f} ms = "
+              f"{BATCH_ROWS / smed:,.0f} patients/s  (calls: {each} ms); outside the app "
+              f"(uvicorn + loopback): median {statistics.median(gap) * 1e3:,.0f} ms per call")
     else:
         print("server time: not available from /metrics; the client time above is an upper "
-              "bound (loopback)")
+              "bound for it (loopback, so transfer time is small)")
     return calls, calls * BATCH_ROWS
 
 
@@ -483,8 +493,13 @@ def main() -> int:
 
     print("\n== results (higher req/s ratio is better, lower p99 ratio is better) ==")
     print_table(rows)
+    print(f"load average after: {_load()}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\nbench_http: interrupted; the servers it started are stopped", file=sys.stderr)
+        sys.exit(130)

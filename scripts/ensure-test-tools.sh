@@ -68,9 +68,20 @@ ensure_wrk() {
     fi
 }
 
+# The headless browser that tests/ui/test_browser.py drives through Playwright
+# (Debian's build; Playwright's own browser download is never used).
+ensure_chromium() {
+    if [[ ! -x /usr/bin/chromium ]]; then
+        apt_install chromium fonts-liberation
+        [[ -x /usr/bin/chromium ]] || die "installed chromium but /usr/bin/chromium is missing"
+        say "installed Chromium ($(/usr/bin/chromium --version 2>/dev/null || echo /usr/bin/chromium))"
+    fi
+}
+
 main() {
     ensure_postgres
     ensure_wrk
+    ensure_chromium
 }
 
 # Sourcing the script (e.g. to test one function) must not run it.
