@@ -1,21 +1,25 @@
-"""Scoring plus audit: what every predict route does, in plain synchronous code.
+"""Scoring plus audit: what every predict route does.
 
-Routes call these functions in a worker thread, so neither scoring nor the database commit
-blocks the event loop. An estimate is returned only after its audit record is committed.
+Scoring one patient takes microseconds and runs on the event loop; a batch is scored in a
+worker thread. The audit rows go to the group-commit writer thread, and an estimate is returned
+only after its rows are committed.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 
 from sepsis_api.api.errors import APIError
 from sepsis_api.api.metrics import Metrics
 from sepsis_api.db.audit import AuditLog
+from sepsis_api.db.writer import AuditWriter
 from sepsis_api.ids import new_id
 from sepsis_api.ml.predictor import Predictor, ServedModel
 from sepsis_api.schema import BY_CODE, FEATURES
@@ -25,6 +29,7 @@ from sepsis_api.schema import BY_CODE, FEATURES
 class Service:
     predictor: Predictor
     audit: AuditLog
+    writer: AuditWriter
     metrics: Metrics
 
     def resolve(self, spec: str | None, *, allow_all: bool = True) -> list[ServedModel]:
@@ -41,9 +46,10 @@ class Service:
             return [p.models[spec]]
         raise APIError(422, f"unknown model {spec!r}", [_model_error(spec, p, allow_all)])
 
-    def _commit(self, rows: list[dict[str, Any]]) -> None:
+    async def commit(self, rows: list[dict[str, Any]]) -> None:
+        """Wait until the rows are committed; an unreachable database is a 503."""
         try:
-            self.audit.record(rows)
+            await asyncio.wrap_future(self.writer.submit(rows))
         except SQLAlchemyError as e:
             self.metrics.audit_failures.inc(len(rows))
             raise APIError(
@@ -52,9 +58,9 @@ class Service:
                 headers={"Retry-After": "5"},
             ) from None
 
-    def predict_one(self, x: np.ndarray, inputs: dict[str, float | None], patient_id: str | None,
-                    models: list[ServedModel], *, explain: bool, caller: str, request_id: str,
-                    source: str) -> list[dict[str, Any]]:
+    async def predict_one(self, x: np.ndarray, inputs: dict[str, float | None],
+                          patient_id: str | None, models: list[ServedModel], *, explain: bool,
+                          caller: str, request_id: str, source: str) -> list[dict[str, Any]]:
         """Score one patient with each model; commit one audit row per model; return rows."""
         now = datetime.now(UTC)
         rows = []
@@ -77,15 +83,25 @@ class Service:
                 "risk_band": str(m.bands.band(np.array([p]))[0]),
                 "contributions": contributions,
             })
-        self._commit(rows)
+        await self.commit(rows)
         for r in rows:
             self.metrics.count(r["model_name"], r["model_version"], [r["label"]],
                                [r["risk_band"]])
         return rows
 
-    def predict_batch(self, X: np.ndarray, ids: list[str | None], model: ServedModel, *,
-                      caller: str, request_id: str) -> dict[str, Any]:
+    async def predict_batch(self, X: np.ndarray, ids: list[str | None], model: ServedModel, *,
+                            caller: str, request_id: str) -> dict[str, Any]:
         """Score many patients with one model; all audit rows commit in one transaction."""
+        rows, result = await run_in_threadpool(self._batch_rows, X, ids, model, caller,
+                                               request_id)
+        await self.commit(rows)
+        self.metrics.count(model.name, model.version,
+                           [r["label"] for r in rows], [r["risk_band"] for r in rows])
+        self.metrics.batch_size.observe(len(rows))
+        return result
+
+    def _batch_rows(self, X: np.ndarray, ids: list[str | None], model: ServedModel,
+                    caller: str, request_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         scores = self.predictor.score(X, model.name)
         probs = scores.probability.tolist()
         labels = scores.label.tolist()
@@ -105,10 +121,7 @@ class Service:
             for pid, pat, inp, p, lab, band in zip(pred_ids, ids, inputs, probs, labels, bands,
                                                    strict=True)
         ]
-        self._commit(rows)
-        self.metrics.count(model.name, model.version, labels, bands)
-        self.metrics.batch_size.observe(len(rows))
-        return {
+        return rows, {
             "model": model.name, "model_version": model.version, "threshold": model.threshold,
             "count": len(rows),
             "results": [

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from starlette.concurrency import run_in_threadpool
 
 from sepsis_api.api.errors import APIError, require_json
 from sepsis_api.api.routes.predict import JSON_ERRORS
@@ -30,8 +29,8 @@ async def predict_compat(body: CompatRequest,  # type: ignore[valid-type]
         raise APIError(503, f"the served version has no {', '.join(missing)} model")
     models = [svc.predictor.models[n] for n in CASE_STUDY_MODELS]
     values = {f.code: getattr(body, f.name) for f in FEATURES}
-    rows = await run_in_threadpool(
-        svc.predict_one, inputs_matrix(values), values, None, models, explain=False,
+    rows = await svc.predict_one(
+        inputs_matrix(values), values, None, models, explain=False,
         caller=caller, request_id=request.state.request_id, source="compat")
     out: dict[str, Any] = {}
     for r in rows:

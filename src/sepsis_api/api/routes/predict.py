@@ -59,10 +59,9 @@ async def predict(
 ) -> Response:
     svc: Service = request.app.state.service
     models = svc.resolve(model)
-    rows = await run_in_threadpool(
-        svc.predict_one, patient_matrix([patient]), patient_inputs(patient), patient.ID,
-        models, explain=explain, caller=caller, request_id=request.state.request_id,
-        source="predict",
+    rows = await svc.predict_one(
+        patient_matrix([patient]), patient_inputs(patient), patient.ID, models,
+        explain=explain, caller=caller, request_id=request.state.request_id, source="predict",
     )
     return json_response({"patient_id": patient.ID, "predictions": [_row(r) for r in rows],
                            "contribution_scale": "log-odds"})
@@ -90,7 +89,7 @@ async def _parse_batch(request: Request, max_rows: int) -> tuple[Any, list[str |
     if ctype == "application/json":
         body = await request.body()
         try:
-            batch = BatchRequest.model_validate_json(body)
+            batch = await run_in_threadpool(BatchRequest.model_validate_json, body)
         except ValidationError as e:
             errors = field_errors(list(e.errors()))
             raise APIError(422, f"invalid batch: {len(errors)} problem(s); "
@@ -98,7 +97,8 @@ async def _parse_batch(request: Request, max_rows: int) -> tuple[Any, list[str |
         if len(batch.patients) > max_rows:
             raise APIError(413, f"{len(batch.patients)} patients exceed the batch limit of "
                                 f"{max_rows}")
-        return patient_matrix(batch.patients), [p.ID for p in batch.patients]
+        X = await run_in_threadpool(patient_matrix, batch.patients)
+        return X, [p.ID for p in batch.patients]
     if ctype == "text/csv":
         data = await request.body()
     elif ctype == "multipart/form-data":
@@ -112,7 +112,7 @@ async def _parse_batch(request: Request, max_rows: int) -> tuple[Any, list[str |
     else:
         raise APIError(415, f"unsupported content type {ctype or '(none)'!r}; send "
                             "application/json, text/csv or a multipart/form-data file")
-    return _parse_csv(data, max_rows)
+    return await run_in_threadpool(_parse_csv, data, max_rows)
 
 
 def _parse_csv(data: bytes, max_rows: int) -> tuple[Any, list[str | None]]:
@@ -161,7 +161,7 @@ async def predict_batch(
     svc: Service = request.app.state.service
     served = svc.resolve(model, allow_all=False)[0]
     X, ids = await _parse_batch(request, request.app.state.settings.max_batch_rows)
-    result = await run_in_threadpool(svc.predict_batch, X, ids, served, caller=caller,
+    result = await svc.predict_batch(X, ids, served, caller=caller,
                                      request_id=request.state.request_id)
     if "text/csv" in request.headers.get("accept", ""):
         return _csv_reply(result)
