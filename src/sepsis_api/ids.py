@@ -11,25 +11,35 @@ _lock = threading.Lock()
 _last = (0, 0)  # (milliseconds, sequence) of the last id
 
 
-def new_id() -> str:
-    """A UUIDv7: 48-bit Unix milliseconds, a 12-bit sequence within the millisecond, random.
+def new_ids(n: int) -> list[str]:
+    """n UUIDv7s: 48-bit Unix milliseconds, a 12-bit sequence within the millisecond, random.
 
     Sorting the strings sorts by creation time, so the audit log pages by id alone.
     """
     global _last
+    stamps = []
     with _lock:
-        ms = time.time_ns() // 1_000_000
-        last_ms, seq = _last
-        if ms <= last_ms:  # same millisecond (or the clock stepped back): keep increasing
-            ms, seq = last_ms, seq + 1
+        ms, seq = _last
+        now = time.time_ns() // 1_000_000
+        if now > ms:
+            ms, seq = now, -1
+        for _ in range(n):  # same millisecond (or the clock stepped back): keep increasing
+            seq += 1
             if seq > 0xFFF:
                 ms, seq = ms + 1, 0
-        else:
-            seq = 0
+            stamps.append((ms << 16) | (0x7 << 12) | seq)
         _last = (ms, seq)
-    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
-    value = (ms << 80) | (0x7 << 76) | (seq << 64) | (0b10 << 62) | rand
-    return str(uuid.UUID(int=value))
+    rand = os.urandom(8 * n)
+    out = []
+    for i, stamp in enumerate(stamps):
+        low = int.from_bytes(rand[8 * i:8 * i + 8], "big") & ((1 << 62) - 1) | (0b10 << 62)
+        h = f"{stamp:016x}{low:016x}"
+        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return out
+
+
+def new_id() -> str:
+    return new_ids(1)[0]
 
 
 def id_time_ms(identifier: str) -> int:

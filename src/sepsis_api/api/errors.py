@@ -17,6 +17,7 @@ from sepsis_api.schema import FEATURES, feature_for
 
 log = logging.getLogger("sepsis_api")
 
+_RANGE_ERRORS = {"value_error", "greater_than_equal", "less_than_equal", "multiple_of"}
 _KNOWN_FIELDS = ", ".join(f"{f.code}/{f.name}" for f in FEATURES)
 
 
@@ -31,7 +32,7 @@ class APIError(Exception):
 def _expected(err: dict[str, Any], field: str | None) -> str:
     feature = feature_for(field) if field else None
     kind = err["type"]
-    if kind == "value_error" and feature is not None:
+    if kind in _RANGE_ERRORS and feature is not None:
         return feature.rule
     if kind == "missing":
         return "a value (required)" + (f": {feature.rule}" if feature else "")
@@ -74,6 +75,9 @@ def field_errors(errors: list[dict[str, Any]], *,
         elif isinstance(value, bytes) or (isinstance(value, dict | list) and not loc):
             value = None  # the whole body; echoing it back helps nobody
         msg = err["msg"].removeprefix("Value error, ")
+        feature = feature_for(str(loc[-1])) if loc else None
+        if err["type"] in _RANGE_ERRORS and feature is not None and isinstance(value, float | int):
+            msg = feature.check(float(value)) or msg  # the schema's words for its own rule
         where = f"{field}" if field else "body"
         if row is not None:
             where = f"patients[{row}].{field}" if field else f"patients[{row}]"

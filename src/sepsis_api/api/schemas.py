@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from operator import attrgetter
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import (
-    AfterValidator,
     AliasChoices,
     BaseModel,
     ConfigDict,
@@ -18,25 +18,15 @@ from pydantic import (
 from sepsis_api.schema import FEATURES, Feature
 
 
-def _checker(f: Feature):
-    def check(value: float | None) -> float | None:
-        if value is None:
-            return None
-        problem = f.check(value)
-        if problem:
-            raise ValueError(problem)
-        return value
-
-    return check
-
-
 def _feature_field(f: Feature) -> tuple[Any, Any]:
+    # Range rules are pydantic-core constraints (no Python call per value: batches stay fast);
+    # errors.py words their errors with the schema's rule.
     kind = float | None if f.nullable else float
     extra: dict[str, Any] = {"x-unit": f.unit} if f.unit else {}
+    constraints: dict[str, Any] = {"ge": f.minimum, "le": f.maximum}
     if f.choices is not None:
         extra["enum"] = list(f.choices)
-    else:
-        extra.update(minimum=f.minimum, maximum=f.maximum)
+        constraints["multiple_of"] = 1
     description = f"{f.description}" + (f" ({f.unit})" if f.unit else "") + f". {f.rule}."
     field = Field(
         None if f.nullable else ...,
@@ -44,8 +34,9 @@ def _feature_field(f: Feature) -> tuple[Any, Any]:
         serialization_alias=f.code,
         description=description + f" Also accepted as `{f.name}`.",
         json_schema_extra=extra,
+        **constraints,
     )
-    return Annotated[kind, AfterValidator(_checker(f))], field
+    return kind, field
 
 
 _EXAMPLE = {"ID": "ICU200010", "PRG": 6, "PL": 148, "PR": 72, "SK": 35, "TS": 0, "M11": 33.6,
@@ -65,9 +56,16 @@ Patient = create_model(  # type: ignore[call-overload]
 )
 
 
+_FEATURE_VALUES = attrgetter(*(f.code for f in FEATURES))
+
+
 def patient_matrix(patients: list[Any]) -> np.ndarray:
     """Features in schema order; None (not measured) becomes NaN, as the models expect."""
-    return np.array([[getattr(p, f.code) for f in FEATURES] for p in patients], dtype=np.float64)
+    rows = [_FEATURE_VALUES(p) for p in patients]
+    try:
+        return np.array(rows, dtype=np.float64)
+    except TypeError:  # some None: the object route converts them to NaN
+        return np.array(rows, dtype=object).astype(np.float64)
 
 
 def patient_inputs(p: Any) -> dict[str, float | None]:
@@ -211,8 +209,9 @@ CompatRequest = create_model(  # type: ignore[call-overload]
     __config__=ConfigDict(extra="forbid", strict=True, allow_inf_nan=False),
     __doc__="The case study's request body: every feature by its descriptive name.",
     **{
-        f.name: (Annotated[float, AfterValidator(_checker(f))],
-                 Field(..., description=f"{f.code}: {f.description}. {f.rule}."))
+        f.name: (float, Field(..., ge=f.minimum, le=f.maximum,
+                              multiple_of=1 if f.choices is not None else None,
+                              description=f"{f.code}: {f.description}. {f.rule}."))
         for f in FEATURES
     },
 )

@@ -20,7 +20,7 @@ from sepsis_api.api.errors import APIError
 from sepsis_api.api.metrics import Metrics
 from sepsis_api.db.audit import AuditLog
 from sepsis_api.db.writer import AuditWriter
-from sepsis_api.ids import new_id
+from sepsis_api.ids import new_id, new_ids
 from sepsis_api.ml.predictor import Predictor, ServedModel
 from sepsis_api.schema import BY_CODE, FEATURES
 
@@ -107,7 +107,7 @@ class Service:
         labels = scores.label.tolist()
         bands = scores.band.tolist()
         now = datetime.now(UTC)
-        pred_ids = [new_id() for _ in probs]
+        pred_ids = new_ids(len(probs))
         codes = [f.code for f in FEATURES]
         inputs = [
             {c: (None if v != v else v) for c, v in zip(codes, row, strict=True)}
