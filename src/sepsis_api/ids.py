@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 import uuid
 
 _lock = threading.Lock()
+# Random bits for ids from a generator seeded by the OS once: ids need to be unique, not secret
+# (reading them needs an API key), and one getrandom() call per estimate is measurable.
+_random = random.Random(os.urandom(32))
 _last = (0, 0)  # (milliseconds, sequence) of the last id
 
 
@@ -29,10 +33,10 @@ def new_ids(n: int) -> list[str]:
                 ms, seq = ms + 1, 0
             stamps.append((ms << 16) | (0x7 << 12) | seq)
         _last = (ms, seq)
-    rand = os.urandom(8 * n)
+        rand = [_random.getrandbits(62) for _ in range(n)]
     out = []
-    for i, stamp in enumerate(stamps):
-        low = int.from_bytes(rand[8 * i:8 * i + 8], "big") & ((1 << 62) - 1) | (0b10 << 62)
+    for stamp, bits in zip(stamps, rand, strict=True):
+        low = bits | (0b10 << 62)
         h = f"{stamp:016x}{low:016x}"
         out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
     return out

@@ -107,7 +107,7 @@ def error_response(request: Request, status: int, detail: str,
     return json_response(body, status, headers)
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """Dependency for JSON-body routes: anything but JSON is a 415, not a confusing 422."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json" and not ctype.endswith("+json"):

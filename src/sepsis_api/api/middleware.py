@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -13,6 +14,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sepsis_api.api.metrics import Metrics
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# Generated request ids: a random per-process prefix and a counter (no syscall per request).
+_PREFIX = os.urandom(6).hex()
+_COUNTER = itertools.count(1)
 
 
 class RequestContext:
@@ -25,7 +29,7 @@ class RequestContext:
             return
         headers = dict(scope["headers"])
         given = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if _SAFE_ID.match(given) else uuid.uuid4().hex
+        request_id = given if _SAFE_ID.match(given) else f"{_PREFIX}-{next(_COUNTER):x}"
         scope.setdefault("state", {})["request_id"] = request_id
         start = time.perf_counter()
         status = 500

@@ -79,7 +79,7 @@ class RequireAPIKey:
         await self.app(scope, receive, send)
 
 
-def caller_id(request: Request) -> str:
+async def caller_id(request: Request) -> str:
     """FastAPI dependency: the calling key's id (set by RequireAPIKey), for the audit log."""
     caller = request.scope.get("state", {}).get("caller")
     if caller is None:  # only reachable if a protected route escaped the middleware

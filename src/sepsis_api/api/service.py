@@ -80,7 +80,7 @@ class Service:
                 "source": source, "patient_id": patient_id, "inputs": inputs,
                 "model_name": m.name, "model_version": m.version, "probability": p,
                 "threshold": m.threshold, "label": "Positive" if positive else "Negative",
-                "risk_band": str(m.bands.band(np.array([p]))[0]),
+                "risk_band": m.bands.band_of(p),
                 "contributions": contributions,
             })
         await self.commit(rows)

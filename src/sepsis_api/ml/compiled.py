@@ -14,6 +14,7 @@ float32 ``x``, ``x <= t`` equals ``x <= t32`` where ``t32`` is the largest float
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import cached_property
 from pathlib import Path
 
 import numba
@@ -56,6 +57,38 @@ def _forest_parallel(X, feature, threshold, left, right, value, roots, depth, bi
                      lo, min(lo + step, n))
 
 
+@numba.njit(cache=True, nogil=True)
+def _prepare(X, missing_if_zero, medians, center, scale, out):
+    """zeros -> missing -> median -> (x - center) / scale, into ``out`` (float64 or float32)."""
+    for i in range(X.shape[0]):
+        for j in range(X.shape[1]):
+            v = X[i, j]
+            if missing_if_zero[j] and v == 0.0:
+                v = np.nan
+            if np.isnan(v):
+                v = medians[j]
+            out[i, j] = (v - center[j]) / scale[j]
+
+
+@numba.njit(cache=True, nogil=True)
+def _linear(Z, coef, bias, out):
+    for i in range(Z.shape[0]):
+        acc = 0.0
+        for j in range(Z.shape[1]):
+            acc += Z[i, j] * coef[j]
+        out[i] = acc + bias
+
+
+@numba.njit(cache=True, nogil=True)
+def _to_probability(raw, mode, a, b):
+    """In place. mode 0: raw is a probability; 1: raw is log-odds; 2: Platt calibration."""
+    for i in range(raw.shape[0]):
+        if mode == 2:
+            raw[i] = 1.0 / (1.0 + np.exp(a * raw[i] + b))
+        elif mode == 1:
+            raw[i] = 1.0 / (1.0 + np.exp(-raw[i]))
+
+
 @dataclass(frozen=True)
 class CompiledModel:
     kind: str  # "linear" or "trees"
@@ -79,23 +112,35 @@ class CompiledModel:
     depth: np.ndarray  # int32 depth of each tree
 
     # -- scoring ---------------------------------------------------------------------------
-    def prepare(self, X: np.ndarray) -> np.ndarray:
+    @cached_property
+    def _missing_if_zero(self) -> np.ndarray:
+        mask = np.zeros(len(self.medians), dtype=np.bool_)
+        mask[self.zero_missing] = True
+        return mask
+
+    @cached_property
+    def _mode(self) -> int:
+        if self.calibration == "sigmoid":
+            return 2
+        return 1 if self.response == "decision" else 0
+
+    def prepare(self, X: np.ndarray, dtype: type = np.float64) -> np.ndarray:
         """zeros -> missing -> impute -> scale, exactly as the fitted pipeline does."""
-        X = np.array(X, dtype=np.float64, copy=True, ndmin=2)
-        zm = X[:, self.zero_missing]
-        zm[zm == 0] = np.nan
-        X[:, self.zero_missing] = zm
-        X = np.where(np.isnan(X), self.medians, X)
-        if self.kind == "linear":
-            X = (X - self.center) / self.scale
-        return X
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim == 1:
+            X = X.reshape(1, -1)
+        out = np.empty(X.shape, dtype=dtype)
+        _prepare(X, self._missing_if_zero, self.medians, self.center, self.scale, out)
+        return out
 
     def raw(self, X: np.ndarray) -> np.ndarray:
         """The model's output before calibration (log-odds or probability, see ``response``)."""
-        Z = self.prepare(X)
         if self.kind == "linear":
-            return Z @ self.coef + self.bias
-        Z32 = np.ascontiguousarray(Z, dtype=np.float32)
+            Z = self.prepare(X)
+            out = np.empty(len(Z), dtype=np.float64)
+            _linear(Z, self.coef, self.bias, out)
+            return out
+        Z32 = self.prepare(X, np.float32)  # scikit-learn's trees compare in float32
         out = np.empty(len(Z32), dtype=np.float64)
         args = (Z32, self.feature, self.threshold, self.left, self.right, self.value,
                 self.roots, self.depth, self.bias, self.divisor, out)
@@ -108,10 +153,7 @@ class CompiledModel:
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Calibrated probability of the positive class, shape (n,)."""
         raw = self.raw(X)
-        if self.calibration == "sigmoid":
-            return 1.0 / (1.0 + np.exp(self.calib_a * raw + self.calib_b))
-        if self.response == "decision":
-            return 1.0 / (1.0 + np.exp(-raw))
+        _to_probability(raw, self._mode, self.calib_a, self.calib_b)
         return raw
 
     def warm_up(self) -> None:

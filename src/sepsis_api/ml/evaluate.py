@@ -114,6 +114,9 @@ class RiskBands:
     moderate_from: float
     high_from: float
 
+    def band_of(self, p: float) -> str:
+        return "high" if p >= self.high_from else "moderate" if p >= self.moderate_from else "low"
+
     def band(self, p: np.ndarray) -> np.ndarray:
         return np.where(
             p >= self.high_from, "high", np.where(p >= self.moderate_from, "moderate", "low")
