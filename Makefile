@@ -15,13 +15,18 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(VENV)/.installed-ui: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[ui]'
 	touch $@ $(VENV)/.installed
 
-# Start the API on the shipped model with a SQLite audit log in .data/ (Ctrl-C stops it).
-run: $(VENV)/.installed
-	$(BIN)/sepsis-api serve
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed $(VENV)/.installed-ui
+
+# Start the API and the web UI on the shipped model with a SQLite audit log in .data/
+# (Ctrl-C stops both).
+run: $(VENV)/.installed-ui
+	$(BIN)/sepsis-api up
 
 # Score the example ward list offline, without a server.
 demo: $(VENV)/.installed

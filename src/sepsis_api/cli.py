@@ -334,6 +334,59 @@ def serve(
                 access_log=False, timeout_graceful_shutdown=30)
 
 
+# -- ui and up -------------------------------------------------------------------------------
+@app.command()
+def ui(
+    host: Annotated[str | None, typer.Option(help="Bind address (default: settings).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: settings).")] = None,
+    api_url: Annotated[str | None, typer.Option(help="API address (default: settings).")] = None,
+) -> None:
+    """Start the web UI (Streamlit); it talks to the API at --api-url."""
+    from sepsis_api.ui.launch import run_ui
+
+    settings = get_settings()
+    host, port = host or settings.ui_host, port or settings.ui_port
+    url = api_url or settings.ui_api_url
+    console.print(f"Sepsis Risk web UI on http://{host}:{port} (API at {url})")
+    raise typer.Exit(run_ui(host, port, url, settings.ui_api_key))
+
+
+@app.command()
+def up() -> None:
+    """Start the API and the web UI together on loopback; Ctrl-C stops both."""
+    import signal
+    import subprocess
+    import time
+
+    from sepsis_api.ui.launch import ui_command, ui_env
+
+    settings = get_settings()
+    api_url = f"http://{settings.host}:{settings.port}"
+    api = subprocess.Popen([sys.executable, "-m", "sepsis_api.cli", "serve",
+                            "--log-level", "warning"])
+    web = subprocess.Popen(ui_command(settings.ui_host, settings.ui_port),
+                           env=ui_env(api_url, settings.ui_api_key))
+    console.print(f"API     http://{settings.host}:{settings.port}  (docs at /docs)\n"
+                  f"web UI  http://{settings.ui_host}:{settings.ui_port}\nCtrl-C stops both.")
+    children = (api, web)
+    try:
+        while all(p.poll() is None for p in children):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for p in children:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in children:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    failed = [p.returncode for p in children if p.returncode not in (0, -signal.SIGINT, None)]
+    raise typer.Exit(1 if failed else 0)
+
+
 # -- db ----------------------------------------------------------------------------------------
 def _engine():
     from sepsis_api.db.session import make_engine

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from sepsis_api.ml.registry import PACKAGED_ROOT, Registry
+if TYPE_CHECKING:  # the web UI reads settings too and must not load the ML code
+    from sepsis_api.ml.registry import Registry
+
 
 
 class Settings(BaseSettings):
@@ -74,6 +77,8 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.data_dir / 'audit.db'}"
 
     def registry(self) -> Registry:
+        from sepsis_api.ml.registry import PACKAGED_ROOT, Registry
+
         roots = [self.model_dir] if self.model_dir else []
         return Registry([*roots, PACKAGED_ROOT])
 
