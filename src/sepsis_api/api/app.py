@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 
 from sepsis_api import __version__
 from sepsis_api.api import errors
+from sepsis_api.api.fastpath import PredictFastPath
 from sepsis_api.api.metrics import Metrics
 from sepsis_api.api.middleware import RequestContext
 from sepsis_api.api.routes import artifacts, compat, meta, models, predict, predictions
@@ -87,7 +88,7 @@ def _openapi_with_our_errors(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return openapi
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> FastAPI:
     settings = settings or get_settings()
     metrics = Metrics()
 
@@ -120,7 +121,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = _openapi_with_our_errors(app)  # type: ignore[method-assign]
     for module in (meta, predict, predictions, models, artifacts, compat):
         app.include_router(module.router)
-    # Added last = outermost: the request id and size limit apply before the key check.
+    # Added last = outermost: request id and size limit, then the key check, then the lean
+    # path for well-formed single predictions (everything else goes through FastAPI).
+    if fast_path:
+        app.add_middleware(PredictFastPath)
     app.add_middleware(RequireAPIKey, keys=app.state.api_keys)
     app.add_middleware(RequestContext, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app

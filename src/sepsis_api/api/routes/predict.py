@@ -48,6 +48,17 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
             "threshold": r["threshold"], "contributions": r["contributions"]}
 
 
+async def predict_reply(svc: Service, patient: Any, model: str | None, explain: bool,
+                        caller: str, request_id: str) -> dict[str, Any]:
+    """The body of a /v1/predict reply (shared by the route and api/fastpath.py)."""
+    rows = await svc.predict_one(
+        patient_matrix([patient]), patient_inputs(patient), patient.ID, svc.resolve(model),
+        explain=explain, caller=caller, request_id=request_id, source="predict",
+    )
+    return {"patient_id": patient.ID, "predictions": [_row(r) for r in rows],
+            "contribution_scale": "log-odds"}
+
+
 @router.post("/predict", response_model=PredictResponse, responses=JSON_ERRORS,
              dependencies=[Depends(require_json)], summary="Estimate one patient's sepsis risk")
 async def predict(
@@ -57,14 +68,8 @@ async def predict(
     explain: Annotated[bool, Query(description="Add per-feature contributions.")] = False,
     caller: str = Depends(caller_id),
 ) -> Response:
-    svc: Service = request.app.state.service
-    models = svc.resolve(model)
-    rows = await svc.predict_one(
-        patient_matrix([patient]), patient_inputs(patient), patient.ID, models,
-        explain=explain, caller=caller, request_id=request.state.request_id, source="predict",
-    )
-    return json_response({"patient_id": patient.ID, "predictions": [_row(r) for r in rows],
-                           "contribution_scale": "log-odds"})
+    return json_response(await predict_reply(request.app.state.service, patient, model, explain,
+                                             caller, request.state.request_id))
 
 
 _BATCH_BODY = {

@@ -1,0 +1,112 @@
+"""A lean ASGI path for the hottest request: a well-formed `POST /v1/predict`.
+
+The FastAPI route stays the definition (OpenAPI, validation errors, every edge case). This
+layer answers only requests it can answer identically — JSON body that validates, known query
+values — with the same Patient model and the same reply builder, skipping the framework's
+routing and dependency machinery. Anything else is handed, body and all, to the app.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from pydantic import ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sepsis_api.api.errors import APIError
+from sepsis_api.api.routes.predict import predict_reply
+from sepsis_api.api.schemas import Patient
+
+log = logging.getLogger("sepsis_api")
+
+PATH = "/v1/predict"
+_BOOLS = {"true": True, "false": False, "1": True, "0": False}
+
+
+class _Route:
+    path = PATH  # what the metrics layer reads to label a request by route
+
+
+class PredictFastPath:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != PATH:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        query = self._query(scope.get("query_string", b""))
+        if ctype != b"application/json" or query is None:
+            await self.app(scope, receive, send)
+            return
+        body, disconnected = await self._read(receive)
+        try:
+            patient = Patient.model_validate_json(body)
+        except ValidationError:
+            patient = None
+        if patient is None or disconnected:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        state = scope["state"]
+        scope["route"] = _Route
+        svc = scope["app"].state.service
+        try:
+            reply = await predict_reply(svc, patient, query["model"], query["explain"],
+                                        state["caller"], state["request_id"])
+            status, content, extra = 200, reply, []
+        except APIError as e:
+            status = e.status
+            content = {"detail": e.detail, "errors": e.errors, "request_id": state["request_id"]}
+            extra = [(k.lower().encode(), v.encode()) for k, v in (e.headers or {}).items()]
+        except Exception:
+            log.exception("unhandled error in POST %s (request %s)", PATH, state["request_id"])
+            status, extra = 500, []
+            content = {"detail": "internal server error; quote the request_id when reporting it",
+                       "errors": [], "request_id": state["request_id"]}
+        data = orjson.dumps(content)
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+            *extra]})
+        await send({"type": "http.response.body", "body": data})
+
+    @staticmethod
+    def _query(raw: bytes) -> dict[str, Any] | None:
+        """model and explain, or None when anything would need the framework's handling."""
+        out: dict[str, Any] = {"model": None, "explain": False}
+        for key, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
+            if key == "model" and out["model"] is None and value:
+                out["model"] = value
+            elif key == "explain" and value.lower() in _BOOLS:
+                out["explain"] = _BOOLS[value.lower()]
+            else:
+                return None
+        return out
+
+    @staticmethod
+    async def _read(receive: Receive) -> tuple[bytes, bool]:
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return b"".join(chunks), True
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        return b"".join(chunks), False
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
