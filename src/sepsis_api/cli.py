@@ -298,6 +298,9 @@ def serve(
     insecure: Annotated[bool, typer.Option(
         help="Allow a non-loopback address without API keys.")] = False,
     log_level: Annotated[str, typer.Option(help="Server log level.")] = "info",
+    access_log: Annotated[bool, typer.Option(
+        help="One JSON line a request on stdout (time, request id, route, status, latency, "
+             "caller key id, model version).")] = True,
 ) -> None:
     """Start the HTTP API (uvicorn)."""
     import logging
@@ -327,6 +330,12 @@ def serve(
         console.print(f"API keys required ({len(keys)} configured)")
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    access = logging.getLogger("sepsis_api.access")  # JSON lines as they are, no prefix
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access.addHandler(handler)
+    access.propagate = False
+    access.setLevel(logging.INFO if access_log else logging.WARNING)
     console.print(f"Sepsis Risk API on http://{settings.host}:{settings.port} "
                   f"(docs at /docs)")
     uvicorn.run("sepsis_api.api.app:create_app", factory=True, host=settings.host,

@@ -53,3 +53,23 @@ def test_public_bind_without_keys_is_refused():
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "--insecure" in proc.stderr and "SEPSIS_API_KEYS" in proc.stderr
+
+
+def test_one_json_access_line_per_request_without_keys_or_patient_values(tmp_path):
+    import json
+
+    key = "s" * 24
+    with ServerProcess(tmp_path, env={"SEPSIS_API_KEYS": f"ehr:{key}"}) as srv:
+        auth = {"X-API-Key": key, "X-Request-ID": "acc-1"}
+        assert httpx.post(srv.url + "/v1/predict", json=PATIENT, headers=auth).status_code == 200
+        assert httpx.post(srv.url + "/v1/predict", json={**PATIENT, "Age": 500},
+                          headers={**auth, "X-Request-ID": "acc-2"}).status_code == 422
+        lines = [json.loads(line) for line in srv.log().splitlines() if line.startswith("{")]
+    by_id = {line["request_id"]: line for line in lines}
+    ok, bad = by_id["acc-1"], by_id["acc-2"]
+    assert ok["route"] == "/v1/predict" and ok["status"] == 200 and ok["caller"] == "ehr"
+    assert ok["model_version"] and ok["latency_ms"] > 0 and ok["time"].endswith("+00:00")
+    assert bad["status"] == 422
+    logged = srv.log()
+    assert key not in logged
+    assert "ICU200010" not in logged and "0.627" not in logged  # no patient values at INFO

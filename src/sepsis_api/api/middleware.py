@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import re
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -13,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sepsis_api.api.metrics import Metrics
 
+access_log = logging.getLogger("sepsis_api.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # Generated request ids: a random per-process prefix and a counter (no syscall per request).
 _PREFIX = os.urandom(6).hex()
@@ -81,8 +84,18 @@ class RequestContext:
             await self.app(scope, receive, send_wrapper)
         route: Any = scope.get("route")
         path = getattr(route, "path", "unmatched")
+        elapsed = time.perf_counter() - start
         self.metrics.requests.labels(scope["method"], path, str(status)).inc()
-        self.metrics.latency.labels(scope["method"], path).observe(time.perf_counter() - start)
+        self.metrics.latency.labels(scope["method"], path).observe(elapsed)
+        if access_log.isEnabledFor(logging.INFO):
+            state = scope["state"]
+            # One JSON line a request; never keys (only their id), never patient values.
+            access_log.info(orjson.dumps({
+                "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "request_id": request_id, "method": scope["method"], "route": path,
+                "status": status, "latency_ms": round(elapsed * 1000, 3),
+                "caller": state.get("caller"), "model_version": state.get("model_version"),
+            }).decode())
 
     async def _too_large(self, send: Send, request_id: str) -> None:
         body = orjson.dumps({

@@ -32,6 +32,7 @@ async def predict_compat(body: CompatRequest,  # type: ignore[valid-type]
     rows = await svc.predict_one(
         inputs_matrix(values), values, None, models, explain=False,
         caller=caller, request_id=request.state.request_id, source="compat")
+    request.state.model_version = rows[0]["model_version"]
     out: dict[str, Any] = {}
     for r in rows:
         p = r["probability"]

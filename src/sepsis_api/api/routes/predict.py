@@ -68,8 +68,10 @@ async def predict(
     explain: Annotated[bool, Query(description="Add per-feature contributions.")] = False,
     caller: str = Depends(caller_id),
 ) -> Response:
-    return json_response(await predict_reply(request.app.state.service, patient, model, explain,
-                                             caller, request.state.request_id))
+    reply = await predict_reply(request.app.state.service, patient, model, explain, caller,
+                                request.state.request_id)
+    request.state.model_version = reply["predictions"][0]["model_version"]
+    return json_response(reply)
 
 
 _BATCH_BODY = {
@@ -168,6 +170,7 @@ async def predict_batch(
     X, ids = await _parse_batch(request, request.app.state.settings.max_batch_rows)
     result = await svc.predict_batch(X, ids, served, caller=caller,
                                      request_id=request.state.request_id)
+    request.state.model_version = served.version
     if "text/csv" in request.headers.get("accept", ""):
         return _csv_reply(result)
     return Response(orjson.dumps(result), media_type="application/json")
