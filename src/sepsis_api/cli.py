@@ -396,6 +396,14 @@ def up() -> None:
     raise typer.Exit(1 if failed else 0)
 
 
+@app.command()
+def config() -> None:
+    """Print every setting as a Markdown table (environment variable, default, meaning)."""
+    from sepsis_api.config import settings_table
+
+    out.print(settings_table(), markup=False, highlight=False, soft_wrap=True)
+
+
 # -- db ----------------------------------------------------------------------------------------
 def _engine():
     from sepsis_api.db.session import make_engine

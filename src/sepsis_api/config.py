@@ -86,3 +86,20 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets a Settings field."""
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return f"SEPSIS_API_{field.upper()}"
+
+
+def settings_table() -> str:
+    """The README's configuration table, generated from the Settings fields."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = "unset" if field.default is None else f"`{field.default}`"
+        lines.append(f"| `{env_name(name)}` | {default} | {field.description or ''} |")
+    return "\n".join(lines)
