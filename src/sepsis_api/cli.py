@@ -286,6 +286,24 @@ def models_show(
     out.print(f"model card: {mv.path / 'MODEL_CARD.md'}")
 
 
+@models_app.command("activate")
+def models_activate(
+    version: Annotated[str, typer.Argument(help="The version to serve.")],
+    registry: RegistryOpt = None,
+) -> None:
+    """Make VERSION the served version: every running server switches within
+    SEPSIS_API_MODEL_POLL_SECONDS, without dropping requests; new servers start on it."""
+    try:
+        mv = _registry(registry).open(version)  # verifies every file's hash first
+    except ArtifactError as e:
+        raise _fail(str(e)) from None
+    from sepsis_api.db.audit import open_audit
+
+    open_audit(get_settings()).set_active_version(mv.version, by="cli")
+    out.print(f"active version is now {mv.version} (default model {mv.default_model}); "
+              f"servers follow within {get_settings().model_poll_seconds:g} s")
+
+
 # -- serve -----------------------------------------------------------------------------------
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 

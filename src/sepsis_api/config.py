@@ -54,6 +54,16 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("SEPSIS_API_KEYS_FILE", "api_keys_file"),
         description="File with one KEY or ID:KEY per line (# comments allowed)."
     )
+    admin_keys: str | None = Field(
+        default=None,
+        description="Comma-separated ID:KEY entries allowed on /v1/admin routes (model "
+        "activation); they work on every other route too. Unset: the admin routes are off.",
+    )
+    model_poll_seconds: float = Field(
+        default=5.0,
+        description="How often a server checks the database for a newly activated model "
+        "version (`sepsis-api models activate`), so every replica follows.",
+    )
     host: str = Field(default="127.0.0.1", description="Address `sepsis-api serve` binds to.")
     port: int = Field(default=8000, description="Port `sepsis-api serve` listens on.")
     workers: int = Field(default=1, description="Server worker processes.")

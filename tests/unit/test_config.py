@@ -21,7 +21,8 @@ def test_readme_configuration_table_matches_the_settings_class():
 def test_every_setting_is_read_from_its_documented_variable(monkeypatch):
     values = {"model_dir": "/m", "model_version": "v1", "data_dir": "/d",
               "database_url": "sqlite:///x.db", "db_auto_upgrade": "false",
-              "api_keys": "a:" + "k" * 16, "api_keys_file": "/keys", "host": "0.0.0.0",
+              "api_keys": "a:" + "k" * 16, "api_keys_file": "/keys",
+              "admin_keys": "ops:" + "o" * 16, "model_poll_seconds": "2.5", "host": "0.0.0.0",
               "port": "9", "workers": "3", "max_batch_rows": "7", "max_body_bytes": "11",
               "ui_api_url": "http://api:1", "ui_api_key": "u" * 16, "ui_host": "0.0.0.0",
               "ui_port": "2"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -10,22 +11,23 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 
 from sepsis_api import __version__
 from sepsis_api.api import errors
 from sepsis_api.api.fastpath import PredictFastPath
 from sepsis_api.api.metrics import Metrics
 from sepsis_api.api.middleware import RequestContext
-from sepsis_api.api.routes import artifacts, compat, meta, models, predict, predictions
+from sepsis_api.api.routes import admin, artifacts, compat, meta, models, predict, predictions
 from sepsis_api.api.schemas import ErrorResponse
 from sepsis_api.api.security import RequireAPIKey, parse_keys
 from sepsis_api.api.service import Service
 from sepsis_api.config import Settings, get_settings
-from sepsis_api.db import migrate
-from sepsis_api.db.audit import AuditLog
-from sepsis_api.db.session import make_engine
+from sepsis_api.db.audit import open_audit
 from sepsis_api.db.writer import AuditWriter
 from sepsis_api.ml.predictor import Predictor
+from sepsis_api.ml.registry import ArtifactError, Registry
 from sepsis_api.schema import NOT_A_DEVICE
 
 log = logging.getLogger("sepsis_api")
@@ -43,21 +45,22 @@ left out as "not measured". With API keys configured, send `Authorization: Beare
 """
 
 
-class SchemaBehind(RuntimeError):
-    pass
-
-
-def open_audit(settings: Settings) -> AuditLog:
-    """Connect to the audit database and make sure its schema is current."""
-    engine = make_engine(settings.effective_database_url)
-    if settings.db_auto_upgrade:
-        migrate.upgrade(engine)
-    elif not migrate.is_current(engine):
-        raise SchemaBehind(
-            f"the audit database schema is at {migrate.current_revision(engine) or 'nothing'}, "
-            f"this release needs {migrate.head_revision(engine)}: run `sepsis-api db upgrade`"
-        )
-    return AuditLog(engine)
+async def follow_activations(service: Service, registry: Registry, settings: Settings) -> None:
+    """Every few seconds, switch to the version activated in the database (all replicas)."""
+    failed: str | None = None
+    while True:
+        await asyncio.sleep(settings.model_poll_seconds)
+        try:
+            wanted = await run_in_threadpool(service.audit.active_version)
+        except SQLAlchemyError:
+            continue  # /readyz reports the database; keep serving
+        if wanted in (None, failed, service.predictor.version.version):
+            continue
+        try:
+            await service.switch_to(registry, wanted)
+        except ArtifactError as e:
+            failed = wanted
+            log.error("cannot switch to activated version %s: %s", wanted, e)
 
 
 def _openapi_with_our_errors(app: FastAPI) -> Callable[[], dict[str, Any]]:
@@ -94,19 +97,27 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        start = time.perf_counter()
-        predictor = Predictor(settings.registry().open(settings.model_version))
-        metrics.model_load.set(time.perf_counter() - start)
         audit = open_audit(settings)
+        registry = settings.registry()
+        wanted = audit.active_version() or settings.model_version
+        start = time.perf_counter()
+        try:
+            predictor = Predictor(registry.open(wanted))
+        except ArtifactError as e:  # activated elsewhere but not present in this replica
+            log.error("cannot serve the activated version %s (%s); serving the default", wanted, e)
+            predictor = Predictor(registry.open(settings.model_version))
+        metrics.model_load.set(time.perf_counter() - start)
         writer = AuditWriter(audit)
-        app.state.service = Service(predictor=predictor, audit=audit, writer=writer,
-                                    metrics=metrics)
+        service = Service(predictor=predictor, audit=audit, writer=writer, metrics=metrics)
+        app.state.service = service
         log.info("serving model version %s (default %s); audit log at %s",
                  predictor.version.version, predictor.version.default_model,
                  audit.engine.url.render_as_string(hide_password=True))
+        follower = asyncio.create_task(follow_activations(service, registry, settings))
         try:
             yield
         finally:
+            follower.cancel()
             writer.close()  # commit whatever is still queued before the engine goes
             audit.engine.dispose()
 
@@ -119,12 +130,13 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     app.state.api_keys = parse_keys(settings.api_keys, settings.api_keys_file)
     errors.install(app)
     app.openapi = _openapi_with_our_errors(app)  # type: ignore[method-assign]
-    for module in (meta, predict, predictions, models, artifacts, compat):
+    for module in (meta, predict, predictions, models, artifacts, compat, admin):
         app.include_router(module.router)
     # Added last = outermost: request id and size limit, then the key check, then the lean
     # path for well-formed single predictions (everything else goes through FastAPI).
     if fast_path:
         app.add_middleware(PredictFastPath)
-    app.add_middleware(RequireAPIKey, keys=app.state.api_keys)
+    app.add_middleware(RequireAPIKey, keys=app.state.api_keys,
+                       admin_keys=parse_keys(settings.admin_keys, None))
     app.add_middleware(RequestContext, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app

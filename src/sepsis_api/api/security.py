@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from pathlib import Path
+from typing import Any
 
 import orjson
 from fastapi import HTTPException, Request, status
@@ -47,36 +48,55 @@ def is_protected(path: str) -> bool:
     return path.startswith("/v1/") or path == "/predict"
 
 
+ADMIN_PREFIX = "/v1/admin/"
+
+
 class RequireAPIKey:
     """Checks the key before anything reads the body, so a caller without a valid key learns
     nothing but 401. The key's id goes to ``scope["state"]["caller"]`` for the audit log."""
 
-    def __init__(self, app: ASGIApp, keys: dict[str, str]) -> None:
+    def __init__(self, app: ASGIApp, keys: dict[str, str],
+                 admin_keys: dict[str, str] | None = None) -> None:
         self.app = app
+        self.admin = [(k.encode(), key_id) for k, key_id in (admin_keys or {}).items()]
+        # Ordinary routes need a key only when ordinary keys are configured; admin keys then
+        # work there too.
         self.keys = [(k.encode(), key_id) for k, key_id in keys.items()]
+        if self.keys:
+            self.keys += self.admin
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and is_protected(scope["path"]):
             state = scope.setdefault("state", {})
-            if not self.keys:
+            admin = scope["path"].startswith(ADMIN_PREFIX)
+            allowed = self.admin if admin else self.keys
+            if admin and not self.admin:
+                await _deny(send, state, 403, "the admin API is off: set SEPSIS_API_ADMIN_KEYS")
+                return
+            if not allowed:
                 state["caller"] = "anonymous"
             else:
                 given = _presented_key(dict(scope["headers"])) or b""
                 found = None
-                for key, key_id in self.keys:  # always compare against every key
+                for key, key_id in allowed:  # always compare against every key
                     if hmac.compare_digest(given, key):
                         found = key_id
                 if found is None:
-                    body = orjson.dumps({"detail": UNAUTHORIZED, "errors": [],
-                                         "request_id": state.get("request_id")})
-                    await send({"type": "http.response.start", "status": 401, "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"www-authenticate", b"Bearer")]})
-                    await send({"type": "http.response.body", "body": body})
+                    await _deny(send, state, 401, UNAUTHORIZED + (" (an admin key)" if admin
+                                                                  else ""))
                     return
                 state["caller"] = found
         await self.app(scope, receive, send)
+
+
+async def _deny(send: Send, state: dict[str, Any], status: int, detail: str) -> None:
+    body = orjson.dumps({"detail": detail, "errors": [], "request_id": state.get("request_id")})
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def caller_id(request: Request) -> str:

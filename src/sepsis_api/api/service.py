@@ -8,6 +8,7 @@ only after its rows are committed.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,8 +22,11 @@ from sepsis_api.api.metrics import Metrics
 from sepsis_api.db.audit import AuditLog
 from sepsis_api.db.writer import AuditWriter
 from sepsis_api.ids import new_id, new_ids
-from sepsis_api.ml.predictor import Predictor, ServedModel
+from sepsis_api.ml.predictor import Predictor, ServedModel, explain_one
+from sepsis_api.ml.registry import Registry
 from sepsis_api.schema import BY_CODE, FEATURES
+
+log = logging.getLogger("sepsis_api")
 
 
 @dataclass
@@ -31,6 +35,19 @@ class Service:
     audit: AuditLog
     writer: AuditWriter
     metrics: Metrics
+
+    async def switch_to(self, registry: Registry, version: str) -> Predictor:
+        """Load and verify ``version`` off the loop, then serve it from the next request on.
+
+        Requests already running keep the models they resolved, so none fails and every reply
+        names the version that produced it.
+        """
+        if version == self.predictor.version.version:
+            return self.predictor
+        loaded = await run_in_threadpool(lambda: Predictor(registry.open(version)))
+        previous, self.predictor = self.predictor.version.version, loaded
+        log.info("switched model version %s -> %s", previous, version)
+        return loaded
 
     def resolve(self, spec: str | None, *, allow_all: bool = True) -> list[ServedModel]:
         """A model name, the served version (its default model), or 'all'."""
@@ -73,7 +90,7 @@ class Service:
                     {"feature": c.code, "name": BY_CODE[c.code].name,
                      "value": None if np.isnan(c.value) else c.value,
                      "contribution": c.log_odds}
-                    for c in self.predictor.contributions(x, m.name)
+                    for c in explain_one(m, x)
                 ]
             rows.append({
                 "id": new_id(), "created_at": now, "request_id": request_id, "caller": caller,

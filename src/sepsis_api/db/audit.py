@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import Engine, insert, select, text, update
 
-from sepsis_api.db.models import Prediction
+from sepsis_api.db import migrate
+from sepsis_api.db.models import ActiveVersion, Prediction
+from sepsis_api.db.session import make_engine
+
+if TYPE_CHECKING:
+    from sepsis_api.config import Settings
 
 COLUMNS = [c.name for c in Prediction.__table__.columns]
 
@@ -31,6 +36,19 @@ class AuditLog:
         """Commit all rows or none; returns only once they are durable in the database."""
         with self.engine.begin() as conn:
             conn.execute(insert(Prediction), rows)
+
+    def active_version(self) -> str | None:
+        """The version set by `models activate` (shared by all replicas), if any."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(ActiveVersion.version).where(ActiveVersion.id == 1)
+                                ).scalar_one_or_none()
+
+    def set_active_version(self, version: str, by: str) -> None:
+        row = {"version": version, "activated_at": datetime.now(UTC), "activated_by": by}
+        with self.engine.begin() as conn:
+            done = conn.execute(update(ActiveVersion).where(ActiveVersion.id == 1).values(**row))
+            if done.rowcount == 0:
+                conn.execute(insert(ActiveVersion).values(id=1, **row))
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
@@ -72,3 +90,20 @@ class AuditLog:
         if row["created_at"].tzinfo is None:
             row["created_at"] = row["created_at"].replace(tzinfo=UTC)
         return row
+
+
+class SchemaBehind(RuntimeError):
+    pass
+
+
+def open_audit(settings: Settings) -> AuditLog:
+    """Connect to the audit database and make sure its schema is current."""
+    engine = make_engine(settings.effective_database_url)
+    if settings.db_auto_upgrade:
+        migrate.upgrade(engine)
+    elif not migrate.is_current(engine):
+        raise SchemaBehind(
+            f"the audit database schema is at {migrate.current_revision(engine) or 'nothing'}, "
+            f"this release needs {migrate.head_revision(engine)}: run `sepsis-api db upgrade`"
+        )
+    return AuditLog(engine)

@@ -33,3 +33,14 @@ class Prediction(Base):
     contributions: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
     __table_args__ = (Index("ix_predictions_model", "model_name", "model_version"),)
+
+
+class ActiveVersion(Base):
+    """The model version every replica should serve (one row); see `sepsis-api models activate`."""
+
+    __tablename__ = "active_version"
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # always 1
+    version: Mapped[str] = mapped_column(String(64))
+    activated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    activated_by: Mapped[str] = mapped_column(String(64))

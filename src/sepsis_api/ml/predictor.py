@@ -93,21 +93,24 @@ class Predictor:
         return Scores(served, served.compiled.predict_proba(X))
 
     def contributions(self, x: np.ndarray, model: str | None = None) -> list[Contribution]:
-        """Per-feature reasons for one patient, largest first.
+        return explain_one(self.get(model), x)
 
-        Each feature's contribution is the log-odds of the patient's calibrated risk minus the
-        log-odds with that one feature set to "not measured" (which the model imputes with the
-        training median). For the logistic regression this is exactly the coefficient times the
-        standardised distance from the median; for the tree models it is a one-at-a-time
-        attribution. All variants are scored in one call.
-        """
-        served = self.get(model)
-        x = np.asarray(x, dtype=np.float64).reshape(1, -1)
-        variants = np.repeat(x, len(FEATURES) + 1, axis=0)
-        variants[np.arange(1, len(FEATURES) + 1), np.arange(len(FEATURES))] = np.nan
-        lo = _logit(served.compiled.predict_proba(variants))
-        out = [
-            Contribution(f.code, float(x[0, j]), float(lo[0] - lo[j + 1]))
-            for j, f in enumerate(FEATURES)
-        ]
-        return sorted(out, key=lambda c: abs(c.log_odds), reverse=True)
+
+def explain_one(served: ServedModel, x: np.ndarray) -> list[Contribution]:
+    """Per-feature reasons for one patient, largest first.
+
+    Each feature's contribution is the log-odds of the patient's calibrated risk minus the
+    log-odds with that one feature set to "not measured" (which the model imputes with the
+    training median). For the logistic regression this is exactly the coefficient times the
+    standardised distance from the median; for the tree models it is a one-at-a-time
+    attribution. All variants are scored in one call.
+    """
+    x = np.asarray(x, dtype=np.float64).reshape(1, -1)
+    variants = np.repeat(x, len(FEATURES) + 1, axis=0)
+    variants[np.arange(1, len(FEATURES) + 1), np.arange(len(FEATURES))] = np.nan
+    lo = _logit(served.compiled.predict_proba(variants))
+    out = [
+        Contribution(f.code, float(x[0, j]), float(lo[0] - lo[j + 1]))
+        for j, f in enumerate(FEATURES)
+    ]
+    return sorted(out, key=lambda c: abs(c.log_odds), reverse=True)

@@ -1,0 +1,49 @@
+# syntax=docker/dockerfile:1
+# Sepsis Risk API image: `sepsis-api serve` with PostgreSQL support and the shipped model.
+# Build from the repository root (compose.yaml does this):
+#   docker build -f docker/api.Dockerfile -t sepsis-api:local .
+# Run with keys from a secret file (the server refuses a public bind without keys):
+#   docker run -p 127.0.0.1:8000:8000 -v "$PWD/secrets/api_keys:/run/secrets/api_keys:ro" \
+#     -e SEPSIS_API_KEYS_FILE=/run/secrets/api_keys sepsis-api:local
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# -- builder: wheels of the project and every dependency ---------------------------------------
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+# Compilers only for a dependency that ships no wheel for this platform; never in the runtime.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /build
+COPY pyproject.toml README.md ./
+COPY src ./src
+# The shipped model (src/sepsis_api/models) is package data, so it travels inside the wheel.
+RUN pip wheel --wheel-dir /wheels ".[postgres]"
+
+# -- runtime: no compilers, no sources, non-root ------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    NUMBA_CACHE_DIR=/tmp/numba \
+    SEPSIS_API_DATA_DIR=/data
+RUN groupadd --system --gid 10001 sepsis \
+    && useradd --system --uid 10001 --gid sepsis --create-home --home-dir /home/sepsis \
+       --shell /usr/sbin/nologin sepsis \
+    && mkdir -p /data \
+    && chown sepsis:sepsis /data
+# Only the wheels just built (--no-index), so versions are fixed by the builder stage.
+# hadolint ignore=DL3013
+RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
+    pip install --no-index --find-links=/wheels "sepsis-api[postgres]"
+WORKDIR /home/sepsis
+# Numeric, so orchestrators can verify runAsNonRoot.
+USER 10001:10001
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
+# API keys come from SEPSIS_API_KEYS_FILE (a mounted secret) or SEPSIS_API_KEYS at run time.
+CMD ["sepsis-api", "serve", "--host", "0.0.0.0", "--port", "8000"]
