@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 
 import httpx
 
@@ -73,3 +74,32 @@ def test_one_json_access_line_per_request_without_keys_or_patient_values(tmp_pat
     logged = srv.log()
     assert key not in logged
     assert "ICU200010" not in logged and "0.627" not in logged  # no patient values at INFO
+
+
+def test_sigterm_lets_an_in_flight_request_finish_and_commit(tmp_path):
+    import threading
+
+    srv = ServerProcess(tmp_path).start()
+    result: dict[str, object] = {}
+
+    def big_batch() -> None:
+        r = httpx.post(srv.url + "/v1/predict/batch",
+                       json={"patients": patients(20_000, prefix="T")}, timeout=120)
+        result["status"] = r.status_code
+        result["count"] = r.json().get("count")
+
+    sender = threading.Thread(target=big_batch)
+    sender.start()
+    time.sleep(0.3)  # the batch is being read, validated and scored
+    assert srv.proc is not None
+    srv.proc.send_signal(signal.SIGTERM)
+    sender.join(120)
+    assert srv.proc.wait(60) in (0, -signal.SIGTERM)
+    assert result == {"status": 200, "count": 20_000}
+    assert "Waiting for connections to close" in srv.log()  # it was still in flight
+    with ServerProcess(tmp_path) as again:  # and every row of it was committed
+        page = httpx.get(again.url + "/v1/predictions", params={"limit": 1}).json()
+        assert page["items"][0]["patient_id"] == "T19999"
+        counted = httpx.get(again.url + "/v1/predictions",
+                            params={"patient_id": "T0"}).json()["items"]
+        assert len(counted) == 1
