@@ -316,9 +316,8 @@ def serve(
     insecure: Annotated[bool, typer.Option(
         help="Allow a non-loopback address without API keys.")] = False,
     log_level: Annotated[str, typer.Option(help="Server log level.")] = "info",
-    access_log: Annotated[bool, typer.Option(
-        help="One JSON line a request on stdout (time, request id, route, status, latency, "
-             "caller key id, model version).")] = True,
+    access_log: Annotated[bool | None, typer.Option(
+        help="One JSON line a request on stdout (default: settings).")] = None,
 ) -> None:
     """Start the HTTP API (uvicorn)."""
     import logging
@@ -328,7 +327,8 @@ def serve(
     from sepsis_api.api.security import parse_keys
 
     # CLI options become settings, so every worker process sees the same configuration.
-    for name, value in (("HOST", host), ("PORT", port), ("WORKERS", workers)):
+    for name, value in (("HOST", host), ("PORT", port), ("WORKERS", workers),
+                        ("ACCESS_LOG", access_log)):
         if value is not None:
             os.environ[f"SEPSIS_API_{name}"] = str(value)
     get_settings.cache_clear()
@@ -348,12 +348,6 @@ def serve(
         console.print(f"API keys required ({len(keys)} configured)")
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-    access = logging.getLogger("sepsis_api.access")  # JSON lines as they are, no prefix
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    access.addHandler(handler)
-    access.propagate = False
-    access.setLevel(logging.INFO if access_log else logging.WARNING)
     console.print(f"Sepsis Risk API on http://{settings.host}:{settings.port} "
                   f"(docs at /docs)")
     uvicorn.run("sepsis_api.api.app:create_app", factory=True, host=settings.host,

@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address `sepsis-api serve` binds to.")
     port: int = Field(default=8000, description="Port `sepsis-api serve` listens on.")
     workers: int = Field(default=1, description="Server worker processes.")
+    access_log: bool = Field(
+        default=True,
+        description="One JSON line a request on stdout (time, request id, route, status, "
+        "latency, caller key id, model version; never keys or patient values).",
+    )
     max_batch_rows: int = Field(default=50_000, description="Most patients in one batch call.")
     max_body_bytes: int = Field(
         default=20_000_000, description="Largest request body accepted, in bytes."

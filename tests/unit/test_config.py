@@ -23,7 +23,8 @@ def test_every_setting_is_read_from_its_documented_variable(monkeypatch):
               "database_url": "sqlite:///x.db", "db_auto_upgrade": "false",
               "api_keys": "a:" + "k" * 16, "api_keys_file": "/keys",
               "admin_keys": "ops:" + "o" * 16, "model_poll_seconds": "2.5", "host": "0.0.0.0",
-              "port": "9", "workers": "3", "max_batch_rows": "7", "max_body_bytes": "11",
+              "port": "9", "workers": "3", "max_batch_rows": "7", "access_log": "false",
+              "max_body_bytes": "11",
               "ui_api_url": "http://api:1", "ui_api_key": "u" * 16, "ui_host": "0.0.0.0",
               "ui_port": "2"}
     assert set(values) == set(Settings.model_fields), "a new setting needs a value here"

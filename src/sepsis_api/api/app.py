@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -91,8 +92,20 @@ def _openapi_with_our_errors(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return openapi
 
 
+def configure_access_log(enabled: bool) -> None:
+    """JSON lines as they are, on stdout; set up here so every worker process has it."""
+    access = logging.getLogger("sepsis_api.access")
+    if not access.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(handler)
+        access.propagate = False
+    access.setLevel(logging.INFO if enabled else logging.WARNING)
+
+
 def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> FastAPI:
     settings = settings or get_settings()
+    configure_access_log(settings.access_log)
     metrics = Metrics()
 
     @asynccontextmanager
