@@ -15,9 +15,6 @@ from sepsis_api.db.session import make_engine
 if TYPE_CHECKING:
     from sepsis_api.config import Settings
 
-COLUMNS = [c.name for c in Prediction.__table__.columns]
-
-
 @dataclass(frozen=True)
 class HistoryFilter:
     patient_id: str | None = None

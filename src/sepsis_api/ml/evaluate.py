@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 METRICS = ("roc_auc", "average_precision", "brier")
-HIGHER_IS_BETTER = {"roc_auc": True, "average_precision": True, "brier": False}
 
 TARGET_SENSITIVITY = 0.80  # the operating threshold: highest one that still finds 80% of cases
 LOW_BAND_SENSITIVITY = 0.95  # below this cut-point fewer than 5% of cases are missed
