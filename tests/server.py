@@ -1,4 +1,4 @@
-"""A real `sepsis-api serve` process on a free loopback port, for tests that speak HTTP."""
+"""Real processes on free loopback ports for tests that speak HTTP: the API and the web UI."""
 
 from __future__ import annotations
 
@@ -18,38 +18,40 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class ServerProcess:
-    """``with ServerProcess(env) as srv: httpx.get(srv.url + "/healthz")``."""
+class ChildProcess:
+    """A command serving HTTP on ``self.port``; started when ``health`` answers 200."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None,
-                 args: list[str] | None = None) -> None:
+    name = "process"
+    health = "/"
+
+    def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = data_dir / f"server-{self.port}.log"
-        self.env = {**os.environ, "SEPSIS_API_DATA_DIR": str(data_dir), **(env or {})}
-        self.args = args or []
+        self.log_path = log_dir / f"{self.name}-{self.port}.log"
+        self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60) -> ServerProcess:
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 60) -> ChildProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the process
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sepsis_api.cli", "serve", "--host", "127.0.0.1",
-             "--port", str(self.port), *self.args],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT,
-        )
+        with open(self.log_path, "wb") as log:  # the child keeps its own copy of the handle
+            self.proc = subprocess.Popen(self.command(), env=self.env, stdout=log,
+                                         stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n"
+                                   f"{self.log()}")
             try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                if httpx.get(self.url + self.health, timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"server not ready after {timeout} s:\n{self.log()}")
+        raise RuntimeError(f"{self.name} not ready after {timeout} s:\n{self.log()}")
 
     def stop(self, timeout: float = 30) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
@@ -64,8 +66,25 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def __enter__(self) -> ServerProcess:
+    def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class ServerProcess(ChildProcess):
+    """``with ServerProcess(data_dir, env) as srv: httpx.get(srv.url + "/healthz")``."""
+
+    name = "server"
+    health = "/readyz"
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None,
+                 args: list[str] | None = None) -> None:
+        super().__init__(data_dir, {**os.environ, "SEPSIS_API_DATA_DIR": str(data_dir),
+                                    **(env or {})})
+        self.args = args or []
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "sepsis_api.cli", "serve", "--host", "127.0.0.1",
+                "--port", str(self.port), *self.args]

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from PIL import Image
 
 from sepsis_api.ui.launch import ui_command, ui_env
-from server import ServerProcess, free_port
+from server import ChildProcess, ServerProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -39,44 +36,17 @@ if not CHROMIUM.exists():
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
-class UIProcess:
+class UIProcess(ChildProcess):
     """`streamlit run ui/app.py` via ui_command, on a free loopback port, pointed at an API."""
 
+    name = "ui"
+    health = "/_stcore/health"
+
     def __init__(self, api_url: str, log_dir: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_dir / f"ui-{self.port}.log"
-        self.env = ui_env(api_url, None)
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(log_dir, ui_env(api_url, None))
 
-    def __enter__(self) -> UIProcess:
-        with open(self.log_path, "wb") as log:  # the child keeps its own copy of the handle
-            self.proc = subprocess.Popen(ui_command("127.0.0.1", self.port), env=self.env,
-                                         stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"UI exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/_stcore/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.__exit__()
-        raise RuntimeError(f"UI not up after 60 s:\n{self.log()}")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+    def command(self) -> list[str]:
+        return ui_command("127.0.0.1", self.port)
 
 
 @pytest.fixture(scope="module")
