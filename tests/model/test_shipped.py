@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from sepsis_api.ml.data import file_sha256
-from sepsis_api.ml.registry import library_versions
+from sepsis_api.ml.registry import library_versions, sha256_of
 from sepsis_api.ml.train import train
 
 
 @pytest.mark.slow
 def test_retraining_reproduces_the_shipped_card(shipped, train_csv):
     card = shipped.card
-    assert file_sha256(train_csv) == card["training_data"]["sha256"], "data set changed"
+    assert sha256_of(train_csv) == card["training_data"]["sha256"], "data set changed"
     run = train(train_csv, seed=card["seed"], n_repeats=card["validation"]["repeats"],
                 n_splits=card["validation"]["splits"])
     assert run.default == card["default_model"]

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
+from starlette.types import Send
 
 from sepsis_api.schema import FEATURES, feature_for
 
@@ -90,21 +91,43 @@ def _request_id(request: Request) -> str | None:
     return request.scope.get("state", {}).get("request_id")
 
 
+INTERNAL_ERROR = "internal server error; quote the request_id when reporting it"
+
+
+def dump_json(content: Any) -> bytes:
+    try:
+        return orjson.dumps(content)
+    except TypeError:  # e.g. a lone surrogate echoed from a client's field name
+        return json.dumps(content, ensure_ascii=True, default=str).encode()
+
+
+def error_body(detail: str, errors: list[dict[str, Any]] | None, request_id: str | None
+               ) -> dict[str, Any]:
+    """The one shape of every error reply (ErrorResponse)."""
+    return {"detail": detail, "errors": errors or [], "request_id": request_id}
+
+
+async def send_json(send: Send, status: int, content: Any,
+                    headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """A whole JSON reply from plain ASGI code (middleware and the lean predict path)."""
+    body = dump_json(content)
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
 def json_response(content: Any, status: int = 200,
                   headers: dict[str, str] | None = None) -> Response:
     """JSON via orjson without a second validation pass (replies are built from typed data)."""
-    try:
-        body = orjson.dumps(content)
-    except TypeError:  # e.g. a lone surrogate echoed from a client's field name
-        body = json.dumps(content, ensure_ascii=True, default=str).encode()
-    return Response(body, status_code=status, headers=headers, media_type="application/json")
+    return Response(dump_json(content), status_code=status, headers=headers,
+                    media_type="application/json")
 
 
 def error_response(request: Request, status: int, detail: str,
                    errors: list[dict[str, Any]] | None = None,
                    headers: dict[str, str] | None = None) -> Response:
-    body = {"detail": detail, "errors": errors or [], "request_id": _request_id(request)}
-    return json_response(body, status, headers)
+    return json_response(error_body(detail, errors, _request_id(request)), status, headers)
 
 
 async def require_json(request: Request) -> None:
@@ -143,5 +166,4 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error in %s %s (request %s)", request.method,
                       request.url.path, _request_id(request))
-        return error_response(request, 500, "internal server error; quote the request_id "
-                                            "when reporting it")
+        return error_response(request, 500, INTERNAL_ERROR)

@@ -12,11 +12,10 @@ import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sepsis_api.api.errors import APIError
+from sepsis_api.api.errors import INTERNAL_ERROR, APIError, error_body, send_json
 from sepsis_api.api.routes.predict import predict_reply
 from sepsis_api.api.schemas import Patient
 
@@ -62,18 +61,13 @@ class PredictFastPath:
             status, content, extra = 200, reply, []
         except APIError as e:
             status = e.status
-            content = {"detail": e.detail, "errors": e.errors, "request_id": state["request_id"]}
+            content = error_body(e.detail, e.errors, state["request_id"])
             extra = [(k.lower().encode(), v.encode()) for k, v in (e.headers or {}).items()]
         except Exception:
             log.exception("unhandled error in POST %s (request %s)", PATH, state["request_id"])
             status, extra = 500, []
-            content = {"detail": "internal server error; quote the request_id when reporting it",
-                       "errors": [], "request_id": state["request_id"]}
-        data = orjson.dumps(content)
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
-            *extra]})
-        await send({"type": "http.response.body", "body": data})
+            content = error_body(INTERNAL_ERROR, None, state["request_id"])
+        await send_json(send, status, content, extra)
 
     @staticmethod
     def _query(raw: bytes) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sepsis_api.api.errors import error_body, send_json
 from sepsis_api.api.metrics import Metrics
 
 access_log = logging.getLogger("sepsis_api.access")
@@ -98,11 +99,5 @@ class RequestContext:
             }).decode())
 
     async def _too_large(self, send: Send, request_id: str) -> None:
-        body = orjson.dumps({
-            "detail": f"request body larger than the limit of {self.max_body} bytes",
-            "errors": [], "request_id": request_id,
-        })
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        detail = f"request body larger than the limit of {self.max_body} bytes"
+        await send_json(send, 413, error_body(detail, None, request_id))

@@ -7,9 +7,10 @@ import hmac
 from pathlib import Path
 from typing import Any
 
-import orjson
 from fastapi import HTTPException, Request, status
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from sepsis_api.api.errors import error_body, send_json
 
 
 def parse_keys(spec: str | None, keys_file: Path | None) -> dict[str, str]:
@@ -90,13 +91,8 @@ class RequireAPIKey:
 
 
 async def _deny(send: Send, state: dict[str, Any], status: int, detail: str) -> None:
-    body = orjson.dumps({"detail": detail, "errors": [], "request_id": state.get("request_id")})
-    headers = [(b"content-type", b"application/json"),
-               (b"content-length", str(len(body)).encode())]
-    if status == 401:
-        headers.append((b"www-authenticate", b"Bearer"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    headers = [(b"www-authenticate", b"Bearer")] if status == 401 else []
+    await send_json(send, status, error_body(detail, None, state.get("request_id")), headers)
 
 
 async def caller_id(request: Request) -> str:

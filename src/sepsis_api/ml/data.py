@@ -275,13 +275,3 @@ def load_table(path: str | Path, *, want_label: bool = False) -> Batch:
 def load_training_data(path: str | Path) -> Batch:
     """Load a labelled training file (label column ``Sepssis`` with Positive/Negative)."""
     return load_table(path, want_label=True)
-
-
-def file_sha256(path: str | Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

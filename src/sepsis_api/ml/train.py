@@ -24,8 +24,9 @@ from sklearn.pipeline import Pipeline
 
 from sepsis_api import __version__
 from sepsis_api.ml import evaluate as ev
-from sepsis_api.ml.data import Batch, file_sha256, load_training_data
+from sepsis_api.ml.data import Batch, load_training_data
 from sepsis_api.ml.features import ZeroAsMissing, preprocessing_steps
+from sepsis_api.ml.registry import sha256_of
 from sepsis_api.schema import FEATURES
 
 
@@ -205,7 +206,7 @@ def train(
             fitted=fitted,
         )
 
-    sha = file_sha256(data_path)
+    sha = sha256_of(Path(data_path))
     return TrainingRun(
         data=data, data_path=Path(data_path), data_sha256=sha, seed=seed,
         n_splits=n_splits, n_repeats=n_repeats, candidates=results,
