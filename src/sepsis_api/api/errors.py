@@ -18,7 +18,7 @@ from sepsis_api.schema import FEATURES, feature_for
 
 log = logging.getLogger("sepsis_api")
 
-_RANGE_ERRORS = {"value_error", "greater_than_equal", "less_than_equal", "multiple_of"}
+_RANGE_ERRORS = {"greater_than_equal", "less_than_equal", "multiple_of"}  # pydantic-core
 _KNOWN_FIELDS = ", ".join(f"{f.code}/{f.name}" for f in FEATURES)
 
 
