@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +12,8 @@ import pytest
 
 from factories import PATIENT, patient, patients
 from sepsis_api.schema import FEATURES
+
+FEATURE_CODES = [f.code for f in FEATURES]
 
 
 def _one(client, body, **params):
@@ -114,6 +117,22 @@ def test_batch_json_scores_in_order_and_records_one_row_each(client):
     assert [x["probability"] for x in reply["results"][:3]] == pytest.approx(singles, abs=1e-12)
     history = client.get("/v1/predictions", params={"limit": 500}).json()["items"]
     assert sum(1 for h in history if h["source"] == "batch") == 25
+
+
+def test_batch_records_hold_each_patients_inputs_and_outputs(client):
+    sent = [patient(ID="N1", SK=None), patient(ID="N2", PL=120, M11=41.5)]
+    reply = client.post("/v1/predict/batch", json={"patients": sent}).json()
+    for body, result in zip(sent, reply["results"], strict=True):
+        rec = client.get(f"/v1/predictions/{result['prediction_id']}").json()
+        assert rec["patient_id"] == body["ID"] and rec["source"] == "batch"
+        assert rec["caller"] == "anonymous" and rec["contributions"] is None
+        assert rec["model"] == reply["model"]
+        assert rec["model_version"] == reply["model_version"]
+        assert rec["threshold"] == reply["threshold"]
+        for key in ("probability", "label", "risk_band"):
+            assert rec[key] == result[key]
+        assert rec["inputs"] == {k: body.get(k) for k in FEATURE_CODES}
+        assert datetime.fromisoformat(rec["created_at"]).tzinfo is not None
 
 
 def test_batch_csv_body_upload_and_csv_reply(client, test_csv):
@@ -222,3 +241,10 @@ def test_openapi_documents_every_route_with_examples(client):
     batch_body = spec["paths"]["/v1/predict/batch"]["post"]["requestBody"]["content"]
     assert {"application/json", "text/csv", "multipart/form-data"} <= set(batch_body)
     assert spec["components"]["schemas"]["Patient"]["examples"]
+
+
+def test_startup_objects_are_kept_out_of_full_garbage_collections(make_client):
+    # Otherwise a full collection walks every loaded library object and stalls all requests.
+    gc.unfreeze()
+    make_client()
+    assert gc.get_freeze_count() > 10_000

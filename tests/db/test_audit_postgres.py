@@ -7,7 +7,7 @@ import itertools
 import psycopg
 import pytest
 
-from factories import PATIENT, patients
+from factories import PATIENT, patient, patients
 
 _names = itertools.count()
 
@@ -35,6 +35,17 @@ def test_predictions_are_recorded_and_read_back(pg_client):
     one = pg_client.get(f"/v1/predictions/{ids[0]}").json()
     assert one["inputs"]["PL"] == 148 and one["contributions"][0]["feature"]
     assert one["created_at"].endswith("+00:00")
+
+
+def test_batch_records_are_read_back_with_not_measured_as_null(pg_client):
+    sent = [patient(ID="N1", SK=None), patient(ID="N2", PL=120)]
+    reply = pg_client.post("/v1/predict/batch", json={"patients": sent}).json()
+    for body, result in zip(sent, reply["results"], strict=True):
+        rec = pg_client.get(f"/v1/predictions/{result['prediction_id']}").json()
+        assert rec["patient_id"] == body["ID"] and rec["source"] == "batch"
+        assert rec["probability"] == result["probability"]
+        assert rec["inputs"]["SK"] == body["SK"] and rec["inputs"]["PL"] == body["PL"]
+        assert rec["contributions"] is None and rec["created_at"].endswith("+00:00")
 
 
 def test_migrations_create_the_schema_at_head(pg_client, postgres):

@@ -63,12 +63,13 @@ class Service:
             return [p.models[spec]]
         raise APIError(422, f"unknown model {spec!r}", [_model_error(spec, p, allow_all)])
 
-    async def commit(self, rows: list[dict[str, Any]]) -> None:
-        """Wait until the rows are committed; an unreachable database is a 503."""
+    async def commit(self, params: list[Any]) -> None:
+        """Wait until the rows (``audit.insert.params``) are committed; an unreachable
+        database is a 503."""
         try:
-            await asyncio.wrap_future(self.writer.submit(rows))
+            await asyncio.wrap_future(self.writer.submit(params))
         except SQLAlchemyError as e:
-            self.metrics.audit_failures.inc(len(rows))
+            self.metrics.audit_failures.inc(len(params))
             raise APIError(
                 503, "the audit database is unavailable, so no estimate was returned; "
                      f"retry later ({type(e).__name__})",
@@ -79,11 +80,9 @@ class Service:
                           patient_id: str | None, models: list[ServedModel], *, explain: bool,
                           caller: str, request_id: str, source: str) -> list[dict[str, Any]]:
         """Score one patient with each model; commit one audit row per model; return rows."""
-        now = datetime.now(UTC)
         rows = []
         for m in models:
             p = float(m.compiled.predict_proba(x)[0])
-            positive = p >= m.threshold
             contributions = None
             if explain:
                 contributions = [
@@ -93,14 +92,15 @@ class Service:
                     for c in explain_one(m, x)
                 ]
             rows.append({
-                "id": new_id(), "created_at": now, "request_id": request_id, "caller": caller,
-                "source": source, "patient_id": patient_id, "inputs": inputs,
-                "model_name": m.name, "model_version": m.version, "probability": p,
-                "threshold": m.threshold, "label": "Positive" if positive else "Negative",
-                "risk_band": m.bands.band_of(p),
-                "contributions": contributions,
+                "id": new_id(), "model_name": m.name, "model_version": m.version,
+                "probability": p, "threshold": m.threshold,
+                "label": "Positive" if p >= m.threshold else "Negative",
+                "risk_band": m.bands.band_of(p), "contributions": contributions,
             })
-        await self.commit(rows)
+        each = {key: [r[key] for r in rows] for key in rows[0]}
+        await self.commit(self.audit.insert.params(len(rows), each, {
+            "created_at": datetime.now(UTC), "request_id": request_id, "caller": caller,
+            "source": source, "patient_id": patient_id, "inputs": inputs}))
         for r in rows:
             self.metrics.count(r["model_name"], r["model_version"], [r["label"]],
                                [r["risk_band"]])
@@ -109,38 +109,34 @@ class Service:
     async def predict_batch(self, X: np.ndarray, ids: list[str | None], model: ServedModel, *,
                             caller: str, request_id: str) -> dict[str, Any]:
         """Score many patients with one model; all audit rows commit in one transaction."""
-        rows, result = await run_in_threadpool(self._batch_rows, X, ids, model, caller,
-                                               request_id)
-        await self.commit(rows)
-        self.metrics.count(model.name, model.version,
-                           [r["label"] for r in rows], [r["risk_band"] for r in rows])
-        self.metrics.batch_size.observe(len(rows))
-        return result
+        params, result = await run_in_threadpool(self._batch_rows, X, ids, model, caller,
+                                                 request_id)
+        await self.commit(params)
+        self.metrics.count(model.name, model.version, result["labels"], result["bands"])
+        self.metrics.batch_size.observe(len(params))
+        return result["reply"]
 
     def _batch_rows(self, X: np.ndarray, ids: list[str | None], model: ServedModel,
-                    caller: str, request_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                    caller: str, request_id: str) -> tuple[list[Any], dict[str, Any]]:
         scores = self.predictor.score(X, model.name)
         probs = scores.probability.tolist()
         labels = scores.label.tolist()
         bands = scores.band.tolist()
-        now = datetime.now(UTC)
         pred_ids = new_ids(len(probs))
         codes = [f.code for f in FEATURES]
-        inputs = [
-            {c: (None if v != v else v) for c, v in zip(codes, row, strict=True)}
-            for row in X.tolist()
-        ]
-        rows = [
-            {"id": pid, "created_at": now, "request_id": request_id, "caller": caller,
-             "source": "batch", "patient_id": pat, "inputs": inp, "model_name": model.name,
-             "model_version": model.version, "probability": p, "threshold": model.threshold,
-             "label": lab, "risk_band": band, "contributions": None}
-            for pid, pat, inp, p, lab, band in zip(pred_ids, ids, inputs, probs, labels, bands,
-                                                   strict=True)
-        ]
-        return rows, {
+        # NaN (not measured) is stored as JSON null: orjson writes NaN as null.
+        inputs = [dict(zip(codes, row, strict=True)) for row in X.tolist()]
+        params = self.audit.insert.params(len(probs), {
+            "id": pred_ids, "patient_id": ids, "inputs": inputs, "probability": probs,
+            "label": labels, "risk_band": bands,
+        }, {
+            "created_at": datetime.now(UTC), "request_id": request_id, "caller": caller,
+            "source": "batch", "model_name": model.name, "model_version": model.version,
+            "threshold": model.threshold, "contributions": None,
+        })
+        reply = {
             "model": model.name, "model_version": model.version, "threshold": model.threshold,
-            "count": len(rows),
+            "count": len(probs),
             "results": [
                 {"index": i, "patient_id": pat, "prediction_id": pid, "probability": p,
                  "label": lab, "risk_band": band}
@@ -148,6 +144,7 @@ class Service:
                     zip(ids, pred_ids, probs, labels, bands, strict=True))
             ],
         }
+        return params, {"reply": reply, "labels": labels, "bands": bands}
 
 
 def _model_error(spec: str, p: Predictor, allow_all: bool) -> dict[str, Any]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, insert, select, text, update
+from sqlalchemy import Dialect, Engine, Table, insert, select, text, update
 
 from sepsis_api.db import migrate
 from sepsis_api.db.models import ActiveVersion, Prediction
@@ -25,14 +27,53 @@ class HistoryFilter:
     until: datetime | None = None
 
 
+class BulkInsert:
+    """An INSERT of whole rows, compiled once, handed to the driver's executemany as is.
+
+    SQLAlchemy's Core insert re-derives parameters and type conversions for every row, which
+    costs more than the database's own work here. The SQL and each column's conversion (JSON,
+    DateTime on SQLite...) still come from the table definition and the engine's dialect;
+    values shared by all rows are converted once.
+    """
+
+    def __init__(self, table: Table, dialect: Dialect) -> None:
+        compiled = insert(table).compile(dialect=dialect)
+        self.sql = compiled.string
+        self.positional = compiled.positiontup is not None
+        self.keys = list(compiled.positiontup or [c.key for c in table.columns])
+        self.convert = {
+            key: proc for key in self.keys
+            if (proc := table.c[key].type.dialect_impl(dialect).bind_processor(dialect))}
+
+    def params(self, n: int, each: dict[str, Sequence[Any]], same: dict[str, Any]) -> list[Any]:
+        """Driver parameters for ``n`` rows: ``each`` holds a value per row, ``same`` one value
+        for all rows; together they name every column."""
+        columns: list[Iterable[Any]] = []
+        for key in self.keys:
+            proc = self.convert.get(key)
+            if key in same:
+                value = same[key]
+                columns.append(repeat(proc(value) if proc else value, n))
+            else:
+                values = each[key]
+                if len(values) != n:
+                    raise ValueError(f"{key}: {len(values)} values for {n} rows")
+                columns.append(map(proc, values) if proc else values)
+        if self.positional:
+            return list(zip(*columns, strict=False))
+        return [dict(zip(self.keys, row, strict=True)) for row in zip(*columns, strict=False)]
+
+
 class AuditLog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.insert = BulkInsert(Prediction.__table__, engine.dialect)
 
-    def record(self, rows: list[dict[str, Any]]) -> None:
-        """Commit all rows or none; returns only once they are durable in the database."""
+    def record(self, params: list[Any]) -> None:
+        """Commit all rows or none (``params`` from ``self.insert.params``); returns only once
+        they are durable in the database."""
         with self.engine.begin() as conn:
-            conn.execute(insert(Prediction), rows)
+            conn.exec_driver_sql(self.insert.sql, params)
 
     def active_version(self) -> str | None:
         """The version set by `models activate` (shared by all replicas), if any."""

@@ -29,8 +29,9 @@ class AuditWriter:
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, rows: list[dict[str, Any]]) -> Future[None]:
-        """Queue rows; the future completes once they are committed (or fails with the error)."""
+    def submit(self, rows: list[Any]) -> Future[None]:
+        """Queue rows (``AuditLog.insert.params``); the future completes once they are
+        committed (or fails with the error)."""
         future: Future[None] = Future()
         self._queue.put((rows, future))
         return future
@@ -62,7 +63,7 @@ class AuditWriter:
             if stop:
                 return
 
-    def _commit(self, group: list[tuple[list[dict[str, Any]], Future[None]]]) -> None:
+    def _commit(self, group: list[tuple[list[Any], Future[None]]]) -> None:
         try:
             self.audit.record([row for rows, _ in group for row in rows])
         except Exception as exc:
