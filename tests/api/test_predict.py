@@ -135,6 +135,15 @@ def test_batch_records_hold_each_patients_inputs_and_outputs(client):
         assert datetime.fromisoformat(rec["created_at"]).tzinfo is not None
 
 
+def test_a_batch_spanning_several_insert_statements_is_recorded_whole(client):
+    audit = client.app.state.service.audit
+    n = audit.insert.rows_per_statement + 3
+    r = client.post("/v1/predict/batch", json={"patients": patients(n)})
+    assert r.status_code == 200 and r.json()["count"] == n
+    with audit.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM predictions").scalar() == n
+
+
 def test_batch_csv_body_upload_and_csv_reply(client, test_csv):
     data = test_csv.read_bytes()  # BOM and CR line endings, as shipped
     as_body = client.post("/v1/predict/batch", content=data,

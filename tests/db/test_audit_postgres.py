@@ -48,6 +48,13 @@ def test_batch_records_are_read_back_with_not_measured_as_null(pg_client):
         assert rec["contributions"] is None and rec["created_at"].endswith("+00:00")
 
 
+def test_a_batch_spanning_several_insert_statements_is_recorded_whole(pg_client, postgres):
+    n = 2 * pg_client.app.state.service.audit.insert.rows_per_statement + 7
+    r = pg_client.post("/v1/predict/batch", json={"patients": patients(n)})
+    assert r.status_code == 200 and r.json()["count"] == n
+    assert _count(postgres, pg_client.pg_url) == n
+
+
 def test_migrations_create_the_schema_at_head(pg_client, postgres):
     from sqlalchemy import create_engine
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import repeat
+from itertools import chain, repeat
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Dialect, Engine, Table, insert, select, text, update
@@ -28,25 +29,32 @@ class HistoryFilter:
 
 
 class BulkInsert:
-    """An INSERT of whole rows, compiled once, handed to the driver's executemany as is.
+    """Whole rows as multi-row ``INSERT ... VALUES (..), (..)`` statements.
 
-    SQLAlchemy's Core insert re-derives parameters and type conversions for every row, which
-    costs more than the database's own work here. The SQL and each column's conversion (JSON,
-    DateTime on SQLite...) still come from the table definition and the engine's dialect;
-    values shared by all rows are converted once.
+    One statement for up to ``rows_per_statement`` rows, not one driver call per row: the
+    database does the work in a single step, and the writer thread gives up and takes back
+    the interpreter lock once per statement instead of once per row (under load each take-back
+    can wait for the event loop's thread). Column conversions (JSON, DateTime on SQLite...)
+    come from the table definition and the engine's dialect; values shared by all rows are
+    converted once.
     """
 
     def __init__(self, table: Table, dialect: Dialect) -> None:
-        compiled = insert(table).compile(dialect=dialect)
-        self.sql = compiled.string
-        self.positional = compiled.positiontup is not None
-        self.keys = list(compiled.positiontup or [c.key for c in table.columns])
+        if dialect.paramstyle not in _MARKS:
+            raise ValueError(f"unsupported driver parameter style {dialect.paramstyle!r}")
+        quote = dialect.identifier_preparer.quote
+        self.keys = [c.key for c in table.columns]
+        names = ", ".join(quote(c.name) for c in table.columns)
+        self._head = f"INSERT INTO {quote(table.name)} ({names}) VALUES "
+        self._row = "(" + ", ".join([_MARKS[dialect.paramstyle]] * len(self.keys)) + ")"
+        self.rows_per_statement = _max_parameters(dialect) // len(self.keys)
         self.convert = {
             key: proc for key in self.keys
             if (proc := table.c[key].type.dialect_impl(dialect).bind_processor(dialect))}
 
-    def params(self, n: int, each: dict[str, Sequence[Any]], same: dict[str, Any]) -> list[Any]:
-        """Driver parameters for ``n`` rows: ``each`` holds a value per row, ``same`` one value
+    def params(self, n: int, each: dict[str, Sequence[Any]], same: dict[str, Any]
+               ) -> list[tuple[Any, ...]]:
+        """Driver values for ``n`` rows: ``each`` holds a value per row, ``same`` one value
         for all rows; together they name every column."""
         columns: list[Iterable[Any]] = []
         for key in self.keys:
@@ -59,9 +67,24 @@ class BulkInsert:
                 if len(values) != n:
                     raise ValueError(f"{key}: {len(values)} values for {n} rows")
                 columns.append(map(proc, values) if proc else values)
-        if self.positional:
-            return list(zip(*columns, strict=False))
-        return [dict(zip(self.keys, row, strict=True)) for row in zip(*columns, strict=False)]
+        return list(zip(*columns, strict=False))
+
+    def statements(self, rows: list[tuple[Any, ...]]) -> Iterator[tuple[str, tuple[Any, ...]]]:
+        """(SQL, flat parameters) for each chunk of ``rows``."""
+        for start in range(0, len(rows), self.rows_per_statement):
+            chunk = rows[start:start + self.rows_per_statement]
+            yield (self._head + ", ".join([self._row] * len(chunk)),
+                   tuple(chain.from_iterable(chunk)))
+
+
+_MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
+def _max_parameters(dialect: Dialect) -> int:
+    """Bound parameters one statement may carry."""
+    if dialect.name == "sqlite":
+        return 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+    return 65_535  # PostgreSQL's wire protocol
 
 
 class AuditLog:
@@ -69,11 +92,12 @@ class AuditLog:
         self.engine = engine
         self.insert = BulkInsert(Prediction.__table__, engine.dialect)
 
-    def record(self, params: list[Any]) -> None:
-        """Commit all rows or none (``params`` from ``self.insert.params``); returns only once
-        they are durable in the database."""
+    def record(self, rows: list[tuple[Any, ...]]) -> None:
+        """Commit all rows (from ``self.insert.params``) or none; returns only once they are
+        durable in the database."""
         with self.engine.begin() as conn:
-            conn.exec_driver_sql(self.insert.sql, params)
+            for sql, values in self.insert.statements(rows):
+                conn.exec_driver_sql(sql, values)
 
     def active_version(self) -> str | None:
         """The version set by `models activate` (shared by all replicas), if any."""
