@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import random
+import struct
 import threading
 import time
 import uuid
+
+import numpy as np
 
 _lock = threading.Lock()
 # Random bits for ids from a generator seeded by the OS once: ids need to be unique, not secret
@@ -21,25 +24,40 @@ def new_ids(n: int) -> list[str]:
     Sorting the strings sorts by creation time, so the audit log pages by id alone.
     """
     global _last
-    stamps = []
     with _lock:
         ms, seq = _last
         now = time.time_ns() // 1_000_000
         if now > ms:
             ms, seq = now, -1
-        for _ in range(n):  # same millisecond (or the clock stepped back): keep increasing
-            seq += 1
-            if seq > 0xFFF:
-                ms, seq = ms + 1, 0
-            stamps.append((ms << 16) | (0x7 << 12) | seq)
-        _last = (ms, seq)
-        rand = [_random.getrandbits(62) for _ in range(n)]
-    out = []
-    for stamp, bits in zip(stamps, rand, strict=True):
-        low = bits | (0b10 << 62)
-        h = f"{stamp:016x}{low:016x}"
-        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
-    return out
+        # Same millisecond (or the clock stepped back): keep counting; 4,096 ids a millisecond,
+        # then borrow the next millisecond.
+        first = seq + 1
+        last = first + n - 1
+        _last = (ms + last // 4096, last % 4096)
+        rand = _random.randbytes(8 * n)
+    if n == 1:
+        return [_format((ms + first // 4096) << 16 | 0x7000 | first % 4096,
+                        int.from_bytes(rand, "little"))]
+    if n < 32:
+        lows = struct.unpack(f"<{n}Q", rand)
+        return [_format((ms + k // 4096) << 16 | 0x7000 | k % 4096, low)
+                for k, low in zip(range(first, first + n), lows, strict=True)]
+    # Many at once (a batch): the same numbers with numpy, then one hex string sliced up.
+    counter = np.arange(first, first + n, dtype=np.uint64)
+    words = np.empty((n, 2), dtype=">u8")
+    words[:, 0] = (ms + counter // 4096) << 16 | 0x7000 | counter % 4096
+    words[:, 1] = np.frombuffer(rand, dtype="<u8") >> 2 | _VARIANT
+    h = words.tobytes().hex()
+    return [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-{h[i + 12:i + 16]}-{h[i + 16:i + 20]}-"
+            f"{h[i + 20:i + 32]}" for i in range(0, 32 * n, 32)]
+
+
+_VARIANT = 0b10 << 62  # RFC 9562 variant bits above 62 random bits
+
+
+def _format(stamp: int, low: int) -> str:
+    h = f"{stamp:016x}{low >> 2 | _VARIANT:016x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def new_id() -> str:

@@ -19,9 +19,13 @@ def test_ids_are_uuid7_carrying_the_creation_time():
 
 
 def test_ids_increase_strictly_even_within_one_millisecond():
-    ids = new_ids(20_000) + [new_id() for _ in range(500)] + new_ids(3)
+    # one at a time, a few, and a batch (each size has its own fast path)
+    ids = new_ids(20_000) + [new_id() for _ in range(500)] + new_ids(3) + new_ids(40)
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)
+    parsed = [uuid.UUID(i) for i in ids]
+    assert {p.version for p in parsed} == {7} and {p.variant for p in parsed} == {uuid.RFC_4122}
+    assert all(str(p) == i for p, i in zip(parsed, ids, strict=True))
 
 
 def test_ids_from_many_threads_are_unique():
