@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, Float, Index, String
+from sqlalchemy import JSON, DateTime, Float, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -28,11 +28,9 @@ class Prediction(Base):
     model_version: Mapped[str] = mapped_column(String(64), index=True)
     probability: Mapped[float] = mapped_column(Float)
     threshold: Mapped[float] = mapped_column(Float)
-    label: Mapped[str] = mapped_column(String(16), index=True)
+    label: Mapped[str] = mapped_column(String(16))
     risk_band: Mapped[str] = mapped_column(String(16))
     contributions: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-
-    __table_args__ = (Index("ix_predictions_model", "model_name", "model_version"),)
 
 
 class ActiveVersion(Base):

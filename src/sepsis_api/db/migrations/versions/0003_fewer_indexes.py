@@ -1,0 +1,28 @@
+"""Drop the label and (model name, version) indexes.
+
+Every row is written once and the history reads newest first by id, so an index pays only
+where it narrows a search a lot: patient id, time and model version. A label (two values) or a
+model name (a handful) matches a large share of the rows; walking the id order and filtering is
+as quick, and each index cost ~10% of a 10,000-patient batch insert.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-26
+"""
+
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.drop_index("ix_predictions_label", table_name="predictions")
+    op.drop_index("ix_predictions_model", table_name="predictions")
+
+
+def downgrade() -> None:
+    op.create_index("ix_predictions_label", "predictions", ["label"])
+    op.create_index("ix_predictions_model", "predictions", ["model_name", "model_version"])
