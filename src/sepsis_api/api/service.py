@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from sepsis_api.api.errors import APIError
 from sepsis_api.api.metrics import Metrics
 from sepsis_api.db.audit import AuditLog
-from sepsis_api.db.writer import AuditWriter
+from sepsis_api.db.writer import AuditWriter, RowStream
 from sepsis_api.ids import new_id, new_ids
 from sepsis_api.ml.predictor import Predictor, ServedModel, explain_one
 from sepsis_api.ml.registry import Registry
@@ -63,13 +64,16 @@ class Service:
             return [p.models[spec]]
         raise APIError(422, f"unknown model {spec!r}", [_model_error(spec, p, allow_all)])
 
-    async def commit(self, params: list[Any]) -> None:
+    async def commit(self, rows: list[Any]) -> None:
         """Wait until the rows (``audit.insert.params``) are committed; an unreachable
         database is a 503."""
+        await self._committed(self.writer.submit(rows), len(rows))
+
+    async def _committed(self, done: Future[None], n: int) -> None:
         try:
-            await asyncio.wrap_future(self.writer.submit(params))
+            await asyncio.wrap_future(done)
         except SQLAlchemyError as e:
-            self.metrics.audit_failures.inc(len(params))
+            self.metrics.audit_failures.inc(n)
             raise APIError(
                 503, "the audit database is unavailable, so no estimate was returned; "
                      f"retry later ({type(e).__name__})",
@@ -109,31 +113,43 @@ class Service:
     async def predict_batch(self, X: np.ndarray, ids: list[str | None], model: ServedModel, *,
                             caller: str, request_id: str) -> dict[str, Any]:
         """Score many patients with one model; all audit rows commit in one transaction."""
-        params, result = await run_in_threadpool(self._batch_rows, X, ids, model, caller,
-                                                 request_id)
-        await self.commit(params)
-        self.metrics.count(model.name, model.version, result["labels"], result["bands"])
-        self.metrics.batch_size.observe(len(params))
-        return result["reply"]
+        stream = self.writer.stream()
+        try:
+            reply, labels, bands = await run_in_threadpool(
+                self._batch_rows, stream, X, ids, model, caller, request_id)
+        except BaseException:
+            stream.abort()
+            raise
+        await self._committed(stream.future, len(ids))
+        self.metrics.count(model.name, model.version, labels, bands)
+        self.metrics.batch_size.observe(len(ids))
+        return reply
 
-    def _batch_rows(self, X: np.ndarray, ids: list[str | None], model: ServedModel,
-                    caller: str, request_id: str) -> tuple[list[Any], dict[str, Any]]:
+    def _batch_rows(self, stream: RowStream, X: np.ndarray, ids: list[str | None],
+                    model: ServedModel, caller: str, request_id: str
+                    ) -> tuple[dict[str, Any], list[str], list[str]]:
+        """Score, then hand the audit rows to the writer chunk by chunk (it inserts one while
+        the next is built), then build the reply while the last ones commit."""
         scores = self.predictor.score(X, model.name)
         probs = scores.probability.tolist()
         labels = scores.label.tolist()
         bands = scores.band.tolist()
         pred_ids = new_ids(len(probs))
         codes = [f.code for f in FEATURES]
-        # NaN (not measured) is stored as JSON null: orjson writes NaN as null.
-        inputs = [dict(zip(codes, row, strict=True)) for row in X.tolist()]
-        params = self.audit.insert.params(len(probs), {
-            "id": pred_ids, "patient_id": ids, "inputs": inputs, "probability": probs,
-            "label": labels, "risk_band": bands,
-        }, {
-            "created_at": datetime.now(UTC), "request_id": request_id, "caller": caller,
-            "source": "batch", "model_name": model.name, "model_version": model.version,
-            "threshold": model.threshold, "contributions": None,
-        })
+        same = {"created_at": datetime.now(UTC), "request_id": request_id, "caller": caller,
+                "source": "batch", "model_name": model.name, "model_version": model.version,
+                "threshold": model.threshold, "contributions": None}
+        step = self.audit.insert.rows_per_statement
+        for start in range(0, len(probs), step):
+            end = start + step
+            # NaN (not measured) is stored as JSON null: orjson writes NaN as null.
+            inputs = [dict(zip(codes, row, strict=True)) for row in X[start:end].tolist()]
+            stream.put(self.audit.insert.params(len(inputs), {
+                "id": pred_ids[start:end], "patient_id": ids[start:end], "inputs": inputs,
+                "probability": probs[start:end], "label": labels[start:end],
+                "risk_band": bands[start:end],
+            }, same))
+        stream.close()
         reply = {
             "model": model.name, "model_version": model.version, "threshold": model.threshold,
             "count": len(probs),
@@ -144,7 +160,7 @@ class Service:
                     zip(ids, pred_ids, probs, labels, bands, strict=True))
             ],
         }
-        return params, {"reply": reply, "labels": labels, "bands": bands}
+        return reply, labels, bands
 
 
 def _model_error(spec: str, p: Predictor, allow_all: bool) -> dict[str, Any]:

@@ -95,9 +95,14 @@ class AuditLog:
     def record(self, rows: list[tuple[Any, ...]]) -> None:
         """Commit all rows (from ``self.insert.params``) or none; returns only once they are
         durable in the database."""
+        self.record_chunks([rows])
+
+    def record_chunks(self, chunks: Iterable[list[tuple[Any, ...]]]) -> None:
+        """Like ``record`` for rows that arrive in chunks: one transaction for all of them."""
         with self.engine.begin() as conn:
-            for sql, values in self.insert.statements(rows):
-                conn.exec_driver_sql(sql, values)
+            for rows in chunks:
+                for sql, values in self.insert.statements(rows):
+                    conn.exec_driver_sql(sql, values)
 
     def active_version(self) -> str | None:
         """The version set by `models activate` (shared by all replicas), if any."""
