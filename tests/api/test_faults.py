@@ -13,7 +13,7 @@ def test_an_unexpected_fault_is_a_generic_500_with_the_request_id(client, caplog
     def broken(rows):
         raise RuntimeError("disk on fire")
 
-    service.audit.record = broken
+    service.audit.insert.statements = broken  # on the loop and in the writer thread
     with caplog.at_level(logging.ERROR, logger="sepsis_api"):
         r = client.post("/v1/predict", json=PATIENT, headers={"X-Request-ID": "fault-1"})
     assert r.status_code == 500

@@ -27,12 +27,13 @@ from sepsis_api.api.security import RequireAPIKey, parse_keys
 from sepsis_api.api.service import Service
 from sepsis_api.config import Settings, get_settings
 from sepsis_api.db.audit import open_audit
-from sepsis_api.db.writer import AuditWriter
+from sepsis_api.db.writer import AuditWriter, LoopWriter
 from sepsis_api.ml.predictor import Predictor
 from sepsis_api.ml.registry import ArtifactError, Registry
 from sepsis_api.schema import NOT_A_DEVICE
 
 log = logging.getLogger("sepsis_api")
+CHECKPOINT_SECONDS = 1.0  # SQLite: WAL copied back into the database file this often
 
 DESCRIPTION = f"""
 Calibrated sepsis-risk estimates with reasons and an audit trail.
@@ -111,7 +112,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        audit = open_audit(settings)
+        audit = open_audit(settings, background_checkpoints=True)
         registry = settings.registry()
         wanted = audit.active_version() or settings.model_version
         start = time.perf_counter()
@@ -121,8 +122,11 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
             log.error("cannot serve the activated version %s (%s); serving the default", wanted, e)
             predictor = Predictor(registry.open(settings.model_version))
         metrics.model_load.set(time.perf_counter() - start)
-        writer = AuditWriter(audit)
-        service = Service(predictor=predictor, audit=audit, writer=writer, metrics=metrics)
+        writer = AuditWriter(
+            audit, checkpoint_seconds=CHECKPOINT_SECONDS if audit.sqlite_file else None)
+        loop_writer = LoopWriter(audit, audit.sqlite_file, writer) if audit.sqlite_file else None
+        service = Service(predictor=predictor, audit=audit, writer=writer, metrics=metrics,
+                          loop_writer=loop_writer)
         app.state.service = service
         log.info("serving model version %s (default %s); audit log at %s",
                  predictor.version.version, predictor.version.default_model,
@@ -138,6 +142,8 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
         finally:
             follower.cancel()
             writer.close()  # commit whatever is still queued before the engine goes
+            if loop_writer is not None:
+                loop_writer.close()
             audit.engine.dispose()
 
     app = FastAPI(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import Future
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from sepsis_api.api.errors import APIError
 from sepsis_api.api.metrics import Metrics
 from sepsis_api.db.audit import AuditLog
-from sepsis_api.db.writer import AuditWriter, RowStream
+from sepsis_api.db.writer import AuditWriter, LoopWriter, RowStream
 from sepsis_api.ids import new_id, new_ids
 from sepsis_api.ml.predictor import Predictor, ServedModel, explain_one
 from sepsis_api.ml.registry import Registry
@@ -36,6 +36,7 @@ class Service:
     audit: AuditLog
     writer: AuditWriter
     metrics: Metrics
+    loop_writer: LoopWriter | None = None  # SQLite file: single predictions commit on the loop
 
     async def switch_to(self, registry: Registry, version: str) -> Predictor:
         """Load and verify ``version`` off the loop, then serve it from the next request on.
@@ -67,11 +68,14 @@ class Service:
     async def commit(self, rows: list[Any]) -> None:
         """Wait until the rows (``audit.insert.params``) are committed; an unreachable
         database is a 503."""
-        await self._committed(self.writer.submit(rows), len(rows))
+        if self.loop_writer is not None:
+            await self._committed(self.loop_writer.commit(rows), len(rows))
+        else:
+            await self._committed(asyncio.wrap_future(self.writer.submit(rows)), len(rows))
 
-    async def _committed(self, done: Future[None], n: int) -> None:
+    async def _committed(self, done: Awaitable[None], n: int) -> None:
         try:
-            await asyncio.wrap_future(done)
+            await done
         except SQLAlchemyError as e:
             self.metrics.audit_failures.inc(n)
             raise APIError(
@@ -120,7 +124,7 @@ class Service:
         except BaseException:
             stream.abort()
             raise
-        await self._committed(stream.future, len(ids))
+        await self._committed(asyncio.wrap_future(stream.future), len(ids))
         self.metrics.count(model.name, model.version, labels, bands)
         self.metrics.batch_size.observe(len(ids))
         return reply

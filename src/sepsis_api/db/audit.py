@@ -117,6 +117,20 @@ class AuditLog:
             if done.rowcount == 0:
                 conn.execute(insert(ActiveVersion).values(id=1, **row))
 
+    @property
+    def sqlite_file(self) -> str | None:
+        """The database file when the audit log is an SQLite file, else None."""
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            return url.database
+        return None
+
+    def checkpoint(self) -> None:
+        """Copy SQLite's write-ahead log into the database file (without blocking writers)."""
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -163,9 +177,10 @@ class SchemaBehind(RuntimeError):
     pass
 
 
-def open_audit(settings: Settings) -> AuditLog:
+def open_audit(settings: Settings, *, background_checkpoints: bool = False) -> AuditLog:
     """Connect to the audit database and make sure its schema is current."""
-    engine = make_engine(settings.effective_database_url)
+    engine = make_engine(settings.effective_database_url,
+                         background_checkpoints=background_checkpoints)
     if settings.db_auto_upgrade:
         migrate.upgrade(engine)
     elif not migrate.is_current(engine):

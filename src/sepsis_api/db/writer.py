@@ -8,13 +8,20 @@ and each commit is shared by all the requests that arrived during the previous o
 A large batch is handed over as a ``RowStream`` instead: its rows arrive in chunks while the
 request is still preparing the rest, so the database inserts one chunk while Python builds the
 next. A stream is committed in a transaction of its own.
+
+With an SQLite file, ``LoopWriter`` commits the rows of single predictions on the event loop
+itself and only hands them to the thread when it cannot (see there); the thread then also runs
+the WAL checkpoints, so no request ever waits for one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
@@ -59,9 +66,13 @@ class RowStream:
 
 
 class AuditWriter:
-    def __init__(self, audit: AuditLog, max_rows: int = 5_000) -> None:
+    def __init__(self, audit: AuditLog, max_rows: int = 5_000,
+                 checkpoint_seconds: float | None = None) -> None:
         self.audit = audit
         self.max_rows = max_rows  # rows per transaction, unless one submission is larger
+        # With background checkpoints (see db/session.py), how often to run one.
+        self.checkpoint_seconds = checkpoint_seconds
+        self._last_checkpoint = time.monotonic()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
@@ -84,12 +95,33 @@ class AuditWriter:
         self._queue.put(_STOP)
         self._thread.join(timeout)
 
+    def _next(self) -> Any:
+        """The next queued item; checkpoints when one is due (and while idle)."""
+        if self.checkpoint_seconds is None:
+            return self._queue.get()
+        while True:
+            due = self._last_checkpoint + self.checkpoint_seconds - time.monotonic()
+            if due <= 0:
+                self._checkpoint()
+                continue
+            try:
+                return self._queue.get(timeout=due)
+            except queue.Empty:
+                continue
+
+    def _checkpoint(self) -> None:
+        self._last_checkpoint = time.monotonic()
+        try:
+            self.audit.checkpoint()
+        except Exception as exc:  # the next commit reports an unreachable database
+            log.debug("WAL checkpoint failed: %s", exc)
+
     def _run(self) -> None:
-        item = self._queue.get()
+        item = self._next()
         while item is not _STOP:
             if isinstance(item, RowStream):
                 self._commit_stream(item)
-                item = self._queue.get()
+                item = self._next()
                 continue
             group = [item]
             size = len(item[0])
@@ -106,7 +138,7 @@ class AuditWriter:
                 size += len(nxt[0])
             self._commit(group)
             if item is None:
-                item = self._queue.get()
+                item = self._next()
 
     def _commit_stream(self, stream: RowStream) -> None:
         try:
@@ -134,3 +166,74 @@ class AuditWriter:
             return
         for _, future in group:
             future.set_result(None)
+
+
+class LoopWriter:
+    """SQLite file only: commit the rows of single predictions on the event loop.
+
+    Handing rows to a thread and waking the loop again costs more than the commit itself: in
+    WAL mode with synchronous=NORMAL a commit appends the new pages to the log and does not
+    sync (the checkpoints, which do, run in the writer thread). Everything submitted during one
+    pass of the loop is committed together at its end. The attempt never waits: its connection
+    has busy_timeout 0, so a lock held elsewhere (another worker process, a batch in the writer
+    thread) makes it hand the rows to the writer thread, which waits for the lock. Any other
+    error does the same, and the writer thread then reports it.
+    """
+
+    def __init__(self, audit: AuditLog, path: str, fallback: AuditWriter) -> None:
+        self.audit, self.path, self.fallback = audit, path, fallback
+        self._conn: sqlite3.Connection | None = None
+        self._pending: list[tuple[Rows, asyncio.Future[bool]]] = []
+
+    async def commit(self, rows: Rows) -> None:
+        """Return once ``rows`` are committed; raise what the writer thread raised if not."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[bool] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append((rows, done))
+        if not await done:
+            await asyncio.wrap_future(self.fallback.submit(rows))
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        committed = self._try_commit([row for rows, _ in pending for row in rows])
+        for _, done in pending:
+            if not done.cancelled():
+                done.set_result(committed)
+
+    def _try_commit(self, rows: Rows) -> bool:
+        try:
+            conn = self._connection()
+            conn.execute("BEGIN")
+            try:
+                for sql, values in self.audit.insert.statements(rows):
+                    conn.execute(sql, values)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except Exception as exc:
+            if not _busy(exc):
+                log.debug("audit commit on the loop failed (%s); the writer thread retries", exc)
+                self.close()
+            return False
+        return True
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            for pragma in ("synchronous=NORMAL", "busy_timeout=0", "wal_autocheckpoint=0"):
+                conn.execute(f"PRAGMA {pragma}")
+            self._conn = conn
+        return self._conn
+
+
+def _busy(exc: Exception) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
