@@ -34,10 +34,10 @@ def test_migrations_at_head_match_the_models(engine):
     assert _diff(engine) == []
 
 
-def test_history_indexes_are_patient_time_and_version_only(engine):
+def test_history_indexes_are_patient_and_time_only(engine):
     migrate.upgrade(engine)
     indexed = {tuple(ix["column_names"]) for ix in inspect(engine).get_indexes("predictions")}
-    assert indexed == {("created_at",), ("patient_id",), ("model_version",)}
+    assert indexed == {("created_at",), ("patient_id",)}
 
 
 def test_downgrade_and_upgrade_again(engine):

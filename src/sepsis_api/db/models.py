@@ -25,7 +25,7 @@ class Prediction(Base):
     patient_id: Mapped[str | None] = mapped_column(String(128), index=True)
     inputs: Mapped[dict] = mapped_column(JSON)  # feature code -> value (null = not measured)
     model_name: Mapped[str] = mapped_column(String(64))
-    model_version: Mapped[str] = mapped_column(String(64), index=True)
+    model_version: Mapped[str] = mapped_column(String(64))
     probability: Mapped[float] = mapped_column(Float)
     threshold: Mapped[float] = mapped_column(Float)
     label: Mapped[str] = mapped_column(String(16))
