@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import chain
 from operator import attrgetter
 from typing import Any, Literal
 
@@ -63,9 +64,11 @@ def patient_matrix(patients: list[Any]) -> np.ndarray:
     """Features in schema order; None (not measured) becomes NaN, as the models expect."""
     rows = [_FEATURE_VALUES(p) for p in patients]
     try:
-        return np.array(rows, dtype=np.float64)
+        flat = np.fromiter(chain.from_iterable(rows), dtype=np.float64,
+                           count=len(rows) * len(FEATURES))
+        return flat.reshape(len(rows), len(FEATURES))
     except TypeError:  # some None: the object route converts them to NaN
-        return np.array(rows, dtype=object).astype(np.float64)
+        return np.array(rows, dtype=object).astype(np.float64).reshape(len(rows), len(FEATURES))
 
 
 def patient_inputs(p: Any) -> dict[str, float | None]:
