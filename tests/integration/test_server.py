@@ -77,22 +77,33 @@ def test_one_json_access_line_per_request_without_keys_or_patient_values(tmp_pat
 
 
 def test_sigterm_lets_an_in_flight_request_finish_and_commit(tmp_path):
+    import json
     import threading
 
     srv = ServerProcess(tmp_path).start()
     result: dict[str, object] = {}
+    body = json.dumps({"patients": patients(20_000, prefix="T")}).encode()
+    half_sent, resume = threading.Event(), threading.Event()
+
+    def chunks():  # a streamed body: the request is in flight until the second half is sent
+        yield body[: len(body) // 2]
+        half_sent.set()
+        resume.wait(30)
+        yield body[len(body) // 2:]
 
     def big_batch() -> None:
-        r = httpx.post(srv.url + "/v1/predict/batch",
-                       json={"patients": patients(20_000, prefix="T")}, timeout=120)
+        r = httpx.post(srv.url + "/v1/predict/batch", content=chunks(), timeout=120,
+                       headers={"content-type": "application/json"})
         result["status"] = r.status_code
         result["count"] = r.json().get("count")
 
     sender = threading.Thread(target=big_batch)
     sender.start()
-    time.sleep(0.3)  # the batch is being read, validated and scored
+    assert half_sent.wait(30)
     assert srv.proc is not None
     srv.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)  # the server is shutting down, the request still arriving
+    resume.set()
     sender.join(120)
     assert srv.proc.wait(60) in (0, -signal.SIGTERM)
     assert result == {"status": 200, "count": 20_000}

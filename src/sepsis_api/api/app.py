@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -15,9 +14,11 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp
 
 from sepsis_api import __version__
 from sepsis_api.api import errors
+from sepsis_api.api.access_log import AccessLog
 from sepsis_api.api.fastpath import PredictFastPath
 from sepsis_api.api.metrics import Metrics
 from sepsis_api.api.middleware import RequestContext
@@ -94,21 +95,34 @@ def _openapi_with_our_errors(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return openapi
 
 
-def configure_access_log(enabled: bool) -> None:
-    """JSON lines as they are, on stdout; set up here so every worker process has it."""
-    access = logging.getLogger("sepsis_api.access")
-    if not access.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        access.addHandler(handler)
-        access.propagate = False
-    access.setLevel(logging.INFO if enabled else logging.WARNING)
+class SepsisAPI(FastAPI):
+    """FastAPI with this service's own ASGI layers outside the framework's.
+
+    Request id, size limit, metrics and access log; then the key check; then the lean path for
+    well-formed single predictions. They answer their own errors, so a request on the lean path
+    crosses no framework layer at all, and everything else reaches FastAPI as before.
+    """
+
+    def __init__(self, *, outer: Callable[[ASGIApp], ASGIApp], **kwargs: Any) -> None:
+        self._outer = outer
+        super().__init__(**kwargs)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return self._outer(super().build_middleware_stack())
 
 
 def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> FastAPI:
     settings = settings or get_settings()
-    configure_access_log(settings.access_log)
     metrics = Metrics()
+    api_keys = parse_keys(settings.api_keys, settings.api_keys_file)
+    access_log = AccessLog() if settings.access_log else None
+
+    def outer(framework: ASGIApp) -> ASGIApp:
+        inner = PredictFastPath(framework) if fast_path else framework
+        inner = RequireAPIKey(inner, keys=api_keys,
+                              admin_keys=parse_keys(settings.admin_keys, None))
+        return RequestContext(inner, metrics=metrics, max_body_bytes=settings.max_body_bytes,
+                              access_log=access_log)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -146,22 +160,15 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
                 loop_writer.close()
             audit.engine.dispose()
 
-    app = FastAPI(
+    app = SepsisAPI(
         title="Sepsis Risk API", version=__version__, description=DESCRIPTION,
-        lifespan=lifespan,
+        lifespan=lifespan, outer=outer,
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.api_keys = parse_keys(settings.api_keys, settings.api_keys_file)
+    app.state.api_keys = api_keys
     errors.install(app)
     app.openapi = _openapi_with_our_errors(app)  # type: ignore[method-assign]
     for module in (meta, predict, predictions, models, artifacts, compat, admin):
         app.include_router(module.router)
-    # Added last = outermost: request id and size limit, then the key check, then the lean
-    # path for well-formed single predictions (everything else goes through FastAPI).
-    if fast_path:
-        app.add_middleware(PredictFastPath)
-    app.add_middleware(RequireAPIKey, keys=app.state.api_keys,
-                       admin_keys=parse_keys(settings.admin_keys, None))
-    app.add_middleware(RequestContext, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app

@@ -10,13 +10,13 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sepsis_api.api.errors import error_body, send_json
+from sepsis_api.api.access_log import AccessLog
+from sepsis_api.api.errors import INTERNAL_ERROR, error_body, send_json
 from sepsis_api.api.metrics import Metrics
 
-access_log = logging.getLogger("sepsis_api.access")
+log = logging.getLogger("sepsis_api")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # Generated request ids: a random per-process prefix and a counter (no syscall per request).
 _PREFIX = os.urandom(6).hex()
@@ -24,8 +24,11 @@ _COUNTER = itertools.count(1)
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int,
+                 access_log: AccessLog | None) -> None:
         self.app, self.metrics, self.max_body = app, metrics, max_body_bytes
+        self.access_log = access_log
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # labelled metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -36,25 +39,38 @@ class RequestContext:
         request_id = given if _SAFE_ID.match(given) else f"{_PREFIX}-{next(_COUNTER):x}"
         scope.setdefault("state", {})["request_id"] = request_id
         start = time.perf_counter()
-        status = 500
-        limit = self.max_body
+        status, status_sent = 500, False
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, status_sent
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, status_sent = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"],
                                       (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
+            await self._dispatch(scope, receive, send_wrapper, headers, request_id)
+        except Exception:
+            if status_sent:
+                raise  # the framework has answered 500 already; the server logs the stack
+            log.exception("unhandled error in %s %s (request %s)", scope["method"],
+                          scope["path"], request_id)
+            status = 500
+            await send_json(send_wrapper, 500, error_body(INTERNAL_ERROR, None, request_id))
+        finally:
+            self._observe(scope, status, time.perf_counter() - start, request_id)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send,
+                        headers: dict[bytes, bytes], request_id: str) -> None:
+        limit = self.max_body
+        try:
             length = int(headers.get(b"content-length", b"0") or 0)
         except ValueError:
             length = 0
         if length > limit:
-            await self._too_large(send_wrapper, request_id)
-            status = 413
+            await self._too_large(send, request_id)
         elif b"content-length" not in headers and scope["method"] in ("POST", "PUT", "PATCH"):
             # A streamed body: read it here (up to the limit) so an oversize one is a clean 413.
             body, more, too_big = bytearray(), True, False
@@ -68,8 +84,7 @@ class RequestContext:
                 if too_big:
                     break
             if too_big:
-                await self._too_large(send_wrapper, request_id)
-                status = 413
+                await self._too_large(send, request_id)
             else:
                 replayed = False
 
@@ -80,23 +95,30 @@ class RequestContext:
                         return {"type": "http.request", "body": bytes(body), "more_body": False}
                     return await receive()
 
-                await self.app(scope, replay, send_wrapper)
+                await self.app(scope, replay, send)
         else:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive, send)
+
+    def _observe(self, scope: Scope, status: int, elapsed: float, request_id: str) -> None:
         route: Any = scope.get("route")
         path = getattr(route, "path", "unmatched")
-        elapsed = time.perf_counter() - start
-        self.metrics.requests.labels(scope["method"], path, str(status)).inc()
-        self.metrics.latency.labels(scope["method"], path).observe(elapsed)
-        if access_log.isEnabledFor(logging.INFO):
+        key = (scope["method"], path, status)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = (
+                self.metrics.requests.labels(scope["method"], path, str(status)),
+                self.metrics.latency.labels(scope["method"], path))
+        series[0].inc()
+        series[1].observe(elapsed)
+        if self.access_log is not None:
             state = scope["state"]
             # One JSON line a request; never keys (only their id), never patient values.
-            access_log.info(orjson.dumps({
+            self.access_log.write({
                 "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
                 "request_id": request_id, "method": scope["method"], "route": path,
                 "status": status, "latency_ms": round(elapsed * 1000, 3),
                 "caller": state.get("caller"), "model_version": state.get("model_version"),
-            }).decode())
+            })
 
     async def _too_large(self, send: Send, request_id: str) -> None:
         detail = f"request body larger than the limit of {self.max_body} bytes"
