@@ -241,6 +241,29 @@ def test_batch_lists_every_invalid_patient(client):
     assert [(e["row"], e["field"]) for e in body["errors"]] == [(1, "PR"), (3, "Insurance")]
 
 
+def test_batch_invalid_in_a_late_chunk_rolls_back_the_chunks_already_inserted(client):
+    # Large batches are validated, scored and inserted a chunk at a time; an invalid patient
+    # far into the batch must still leave nothing behind and be listed with the early ones.
+    from sepsis_api.api.service import BATCH_CHUNK_ROWS
+
+    batch = patients(3 * BATCH_CHUNK_ROWS)
+    late = 2 * BATCH_CHUNK_ROWS + 5  # two chunks are in the database before this one fails
+    batch[late]["PL"] = 10_000
+    batch[-2]["ID"] = 17
+    body = rejected(client, client.post("/v1/predict/batch", json={"patients": batch}), 422)
+    assert [(e["row"], e["field"]) for e in body["errors"]] == [
+        (late, "PL"), (len(batch) - 2, "ID")]
+    assert body["detail"].startswith("invalid batch: 2 problem(s)")
+
+
+def test_batch_envelope_variants_are_worded_by_the_schema(client):
+    for body, fields in (({"patients": patients(2), "extra": 1}, {"extra"}),
+                         ({"patient": patients(2)}, {"patients", "patient"}),
+                         ([patient()], {None})):
+        errors = rejected(client, client.post("/v1/predict/batch", json=body), 422)["errors"]
+        assert {e["field"] for e in errors} == fields, errors
+
+
 def test_batch_with_an_empty_patient_list_is_rejected(client):
     body = rejected(client, client.post("/v1/predict/batch", json={"patients": []}), 422)
     error = only_error(body)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
@@ -28,6 +28,7 @@ from sepsis_api.ml.registry import Registry
 from sepsis_api.schema import BY_CODE, FEATURES
 
 log = logging.getLogger("sepsis_api")
+BATCH_CHUNK_ROWS = 1_000  # validated, scored and inserted at a time; a batch is pipelined
 
 
 @dataclass
@@ -114,45 +115,48 @@ class Service:
                                [r["risk_band"]])
         return rows
 
-    async def predict_batch(self, X: np.ndarray, ids: list[str | None], model: ServedModel, *,
+    async def predict_batch(self, patients: PatientChunks, model: ServedModel, *,
                             caller: str, request_id: str) -> dict[str, Any]:
         """Score many patients with one model; all audit rows commit in one transaction."""
         stream = self.writer.stream()
         try:
             reply, labels, bands = await run_in_threadpool(
-                self._batch_rows, stream, X, ids, model, caller, request_id)
+                self._batch_rows, stream, patients, model, caller, request_id)
         except BaseException:
             stream.abort()
             raise
-        await self._committed(asyncio.wrap_future(stream.future), len(ids))
+        await self._committed(asyncio.wrap_future(stream.future), len(patients))
         self.metrics.count(model.name, model.version, labels, bands)
-        self.metrics.batch_size.observe(len(ids))
+        self.metrics.batch_size.observe(len(patients))
         return reply
 
-    def _batch_rows(self, stream: RowStream, X: np.ndarray, ids: list[str | None],
-                    model: ServedModel, caller: str, request_id: str
-                    ) -> tuple[dict[str, Any], list[str], list[str]]:
-        """Score, then hand the audit rows to the writer chunk by chunk (it inserts one while
-        the next is built), then build the reply while the last ones commit."""
-        scores = self.predictor.score(X, model.name)
-        probs = scores.probability.tolist()
-        labels = scores.label.tolist()
-        bands = scores.band.tolist()
-        pred_ids = new_ids(len(probs))
+    def _batch_rows(self, stream: RowStream, patients: PatientChunks, model: ServedModel,
+                    caller: str, request_id: str) -> tuple[dict[str, Any], list[str], list[str]]:
+        """Validate and score chunk by chunk, handing each chunk's audit rows to the writer
+        (it inserts one while the next is prepared); then build the reply while the last rows
+        commit."""
         codes = [f.code for f in FEATURES]
         same = {"created_at": datetime.now(UTC), "request_id": request_id, "caller": caller,
                 "source": "batch", "model_name": model.name, "model_version": model.version,
                 "threshold": model.threshold, "contributions": None}
-        step = self.audit.insert.rows_per_statement
-        for start in range(0, len(probs), step):
-            end = start + step
-            # NaN (not measured) is stored as JSON null: orjson writes NaN as null.
-            inputs = [dict(zip(codes, row, strict=True)) for row in X[start:end].tolist()]
-            stream.put(self.audit.insert.params(len(inputs), {
-                "id": pred_ids[start:end], "patient_id": ids[start:end], "inputs": inputs,
-                "probability": probs[start:end], "label": labels[start:end],
-                "risk_band": bands[start:end],
-            }, same))
+        pred_ids: list[str] = []
+        patient_ids: list[str | None] = []
+        probs: list[float] = []
+        labels: list[str] = []
+        bands: list[str] = []
+        for X, ids in patients.chunks(BATCH_CHUNK_ROWS):
+            scores = self.predictor.score(X, model.name)
+            chunk = {"id": new_ids(len(ids)), "patient_id": ids,
+                     "probability": scores.probability.tolist(),
+                     "label": scores.label.tolist(), "risk_band": scores.band.tolist(),
+                     # NaN (not measured) is stored as JSON null: orjson writes NaN as null.
+                     "inputs": [dict(zip(codes, row, strict=True)) for row in X.tolist()]}
+            stream.put(self.audit.insert.params(len(ids), chunk, same))
+            pred_ids += chunk["id"]
+            patient_ids += ids
+            probs += chunk["probability"]
+            labels += chunk["label"]
+            bands += chunk["risk_band"]
         stream.close()
         reply = {
             "model": model.name, "model_version": model.version, "threshold": model.threshold,
@@ -161,10 +165,20 @@ class Service:
                 {"index": i, "patient_id": pat, "prediction_id": pid, "probability": p,
                  "label": lab, "risk_band": band}
                 for i, (pat, pid, p, lab, band) in enumerate(
-                    zip(ids, pred_ids, probs, labels, bands, strict=True))
+                    zip(patient_ids, pred_ids, probs, labels, bands, strict=True))
             ],
         }
         return reply, labels, bands
+
+
+class PatientChunks(Protocol):
+    """The patients of a batch, handed out validated in chunks (see routes/predict.py)."""
+
+    def __len__(self) -> int: ...
+
+    def chunks(self, size: int) -> Iterator[tuple[np.ndarray, list[str | None]]]:
+        """(feature matrix, patient ids) per chunk, in order; raises APIError when invalid."""
+        ...
 
 
 def _model_error(spec: str, p: Predictor, allow_all: bool) -> dict[str, Any]:

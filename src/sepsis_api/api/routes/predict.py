@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from typing import Annotated, Any
 
+import numpy as np
 import orjson
 import pandas as pd
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from sepsis_api.api.errors import APIError, field_errors, json_response, require_json
@@ -23,7 +25,7 @@ from sepsis_api.api.schemas import (
     patient_matrix,
 )
 from sepsis_api.api.security import caller_id
-from sepsis_api.api.service import Service
+from sepsis_api.api.service import PatientChunks, Service
 from sepsis_api.ml.data import DataError, read_csv_bytes, validate_frame
 
 router = APIRouter(prefix="/v1", tags=["predict"])
@@ -91,21 +93,79 @@ _BATCH_BODY = {
 }
 
 
-async def _parse_batch(request: Request, max_rows: int) -> tuple[Any, list[str | None]]:
+class JsonPatients:
+    """A JSON batch's patients: parsed at once, validated a chunk at a time while the chunks
+    before are scored and recorded. Any invalid patient fails the whole call with every
+    problem listed, in the words of the reference validator (BatchRequest)."""
+
+    def __init__(self, raw: list[Any]) -> None:
+        self.raw = raw
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def chunks(self, size: int) -> Iterator[tuple[np.ndarray, list[str | None]]]:
+        for start in range(0, len(self.raw), size):
+            try:
+                patients = _PATIENTS.validate_python(self.raw[start:start + size])
+            except ValidationError:
+                raise self._invalid() from None
+            yield patient_matrix(patients), [p.ID for p in patients]
+
+    def _invalid(self) -> APIError:
+        try:
+            BatchRequest.model_validate({"patients": self.raw})
+        except ValidationError as e:
+            return _batch_error(e)
+        return APIError(422, "invalid batch")  # unreachable: a chunk was invalid
+
+
+class ValidatedPatients:
+    """A batch validated as a whole (CSV), handed out in chunks."""
+
+    def __init__(self, X: np.ndarray, ids: list[str | None]) -> None:
+        self.X, self.ids = X, ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def chunks(self, size: int) -> Iterator[tuple[np.ndarray, list[str | None]]]:
+        for start in range(0, len(self.ids), size):
+            yield self.X[start:start + size], self.ids[start:start + size]
+
+
+_PATIENTS = TypeAdapter(list[Patient])  # type: ignore[valid-type]
+
+
+def _batch_error(e: ValidationError) -> APIError:
+    errors = field_errors(list(e.errors()))
+    return APIError(422, f"invalid batch: {len(errors)} problem(s); first: "
+                         f"{errors[0]['message']}", errors[:100])
+
+
+def _json_patients(body: bytes, max_rows: int) -> PatientChunks:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        data = None
+    raw = data.get("patients") if type(data) is dict and len(data) == 1 else None
+    if type(raw) is not list or not raw:  # not {"patients": [...]}: the reference words it
+        try:
+            batch = BatchRequest.model_validate_json(body)
+        except ValidationError as e:
+            raise _batch_error(e) from None
+        raw = batch.patients
+        if len(raw) <= max_rows:
+            return ValidatedPatients(patient_matrix(raw), [p.ID for p in raw])
+    if len(raw) > max_rows:
+        raise APIError(413, f"{len(raw)} patients exceed the batch limit of {max_rows}")
+    return JsonPatients(raw)
+
+
+async def _parse_batch(request: Request, max_rows: int) -> PatientChunks:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "application/json":
-        body = await request.body()
-        try:
-            batch = await run_in_threadpool(BatchRequest.model_validate_json, body)
-        except ValidationError as e:
-            errors = field_errors(list(e.errors()))
-            raise APIError(422, f"invalid batch: {len(errors)} problem(s); "
-                                f"first: {errors[0]['message']}", errors[:100]) from None
-        if len(batch.patients) > max_rows:
-            raise APIError(413, f"{len(batch.patients)} patients exceed the batch limit of "
-                                f"{max_rows}")
-        X = await run_in_threadpool(patient_matrix, batch.patients)
-        return X, [p.ID for p in batch.patients]
+        return await run_in_threadpool(_json_patients, await request.body(), max_rows)
     if ctype == "text/csv":
         data = await request.body()
     elif ctype == "multipart/form-data":
@@ -122,7 +182,7 @@ async def _parse_batch(request: Request, max_rows: int) -> tuple[Any, list[str |
     return await run_in_threadpool(_parse_csv, data, max_rows)
 
 
-def _parse_csv(data: bytes, max_rows: int) -> tuple[Any, list[str | None]]:
+def _parse_csv(data: bytes, max_rows: int) -> PatientChunks:
     try:
         frame = read_csv_bytes(data)
         if len(frame) > max_rows:
@@ -143,7 +203,7 @@ def _parse_csv(data: bytes, max_rows: int) -> tuple[Any, list[str | None]]:
                   for e in batch.errors]
         raise APIError(422, f"invalid CSV: {len(errors)} invalid row(s), nothing was scored; "
                             f"first: {errors[0]['message']}", errors[:100])
-    return batch.X, batch.ids
+    return ValidatedPatients(batch.X, batch.ids)
 
 
 def _csv_reply(result: dict[str, Any]) -> Response:
@@ -167,8 +227,8 @@ async def predict_batch(
     and nothing is scored or recorded. Send `Accept: text/csv` for a CSV reply."""
     svc: Service = request.app.state.service
     served = svc.resolve(model, allow_all=False)[0]
-    X, ids = await _parse_batch(request, request.app.state.settings.max_batch_rows)
-    result = await svc.predict_batch(X, ids, served, caller=caller,
+    patients = await _parse_batch(request, request.app.state.settings.max_batch_rows)
+    result = await svc.predict_batch(patients, served, caller=caller,
                                      request_id=request.state.request_id)
     request.state.model_version = served.version
     if "text/csv" in request.headers.get("accept", ""):
