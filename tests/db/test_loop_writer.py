@@ -1,5 +1,5 @@
 """Single-prediction commits on the event loop (SQLite file), their hand-over to the writer
-thread when the database is locked, and the writer thread's background WAL checkpoints."""
+thread when the database is locked, and the background WAL checkpoints."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from sepsis_api.config import Settings
 from sepsis_api.db.audit import AuditLog, open_audit
-from sepsis_api.db.writer import AuditWriter, LoopWriter
+from sepsis_api.db.writer import AuditWriter, Checkpointer, LoopWriter
 from sepsis_api.ids import new_ids
 
 
@@ -85,9 +85,10 @@ def test_a_locked_database_hands_the_rows_to_the_writer_thread_which_waits(audit
         writer.close()
 
 
-def test_the_writer_thread_checkpoints_the_wal_into_the_database_file(audit):
-    writer = AuditWriter(audit, checkpoint_seconds=0.05)
+def test_the_checkpointer_copies_the_wal_into_the_database_file(audit):
+    writer = AuditWriter(audit)
     loop_writer = LoopWriter(audit, audit.sqlite_file, writer)
+    checkpointer = Checkpointer(audit, 0.05)
     before = os.path.getsize(audit.sqlite_file)
 
     async def main() -> None:
@@ -101,6 +102,7 @@ def test_the_writer_thread_checkpoints_the_wal_into_the_database_file(audit):
             time.sleep(0.05)
         assert os.path.getsize(audit.sqlite_file) > before + 100_000  # 2,000 rows moved in
     finally:
+        checkpointer.close()
         loop_writer.close()
         writer.close()
 

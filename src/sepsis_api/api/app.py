@@ -28,7 +28,7 @@ from sepsis_api.api.security import RequireAPIKey, parse_keys
 from sepsis_api.api.service import Service
 from sepsis_api.config import Settings, get_settings
 from sepsis_api.db.audit import open_audit
-from sepsis_api.db.writer import AuditWriter, LoopWriter
+from sepsis_api.db.writer import AuditWriter, Checkpointer, LoopWriter
 from sepsis_api.ml.predictor import Predictor
 from sepsis_api.ml.registry import ArtifactError, Registry
 from sepsis_api.schema import NOT_A_DEVICE
@@ -136,9 +136,11 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
             log.error("cannot serve the activated version %s (%s); serving the default", wanted, e)
             predictor = Predictor(registry.open(settings.model_version))
         metrics.model_load.set(time.perf_counter() - start)
-        writer = AuditWriter(
-            audit, checkpoint_seconds=CHECKPOINT_SECONDS if audit.sqlite_file else None)
-        loop_writer = LoopWriter(audit, audit.sqlite_file, writer) if audit.sqlite_file else None
+        writer = AuditWriter(audit)
+        loop_writer = checkpointer = None
+        if audit.sqlite_file:
+            loop_writer = LoopWriter(audit, audit.sqlite_file, writer)
+            checkpointer = Checkpointer(audit, CHECKPOINT_SECONDS)
         service = Service(predictor=predictor, audit=audit, writer=writer, metrics=metrics,
                           loop_writer=loop_writer)
         app.state.service = service
@@ -158,6 +160,8 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
             writer.close()  # commit whatever is still queued before the engine goes
             if loop_writer is not None:
                 loop_writer.close()
+            if checkpointer is not None:
+                checkpointer.close()
             audit.engine.dispose()
 
     app = SepsisAPI(

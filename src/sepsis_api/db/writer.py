@@ -10,8 +10,9 @@ request is still preparing the rest, so the database inserts one chunk while Pyt
 next. A stream is committed in a transaction of its own.
 
 With an SQLite file, ``LoopWriter`` commits the rows of single predictions on the event loop
-itself and only hands them to the thread when it cannot (see there); the thread then also runs
-the WAL checkpoints, so no request ever waits for one.
+itself and only hands them to the thread when it cannot (see there), and ``Checkpointer`` copies
+the write-ahead log back into the database file in a thread of its own, so no commit waits for
+a checkpoint.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import logging
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
@@ -66,13 +66,9 @@ class RowStream:
 
 
 class AuditWriter:
-    def __init__(self, audit: AuditLog, max_rows: int = 5_000,
-                 checkpoint_seconds: float | None = None) -> None:
+    def __init__(self, audit: AuditLog, max_rows: int = 5_000) -> None:
         self.audit = audit
         self.max_rows = max_rows  # rows per transaction, unless one submission is larger
-        # With background checkpoints (see db/session.py), how often to run one.
-        self.checkpoint_seconds = checkpoint_seconds
-        self._last_checkpoint = time.monotonic()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
@@ -95,33 +91,12 @@ class AuditWriter:
         self._queue.put(_STOP)
         self._thread.join(timeout)
 
-    def _next(self) -> Any:
-        """The next queued item; checkpoints when one is due (and while idle)."""
-        if self.checkpoint_seconds is None:
-            return self._queue.get()
-        while True:
-            due = self._last_checkpoint + self.checkpoint_seconds - time.monotonic()
-            if due <= 0:
-                self._checkpoint()
-                continue
-            try:
-                return self._queue.get(timeout=due)
-            except queue.Empty:
-                continue
-
-    def _checkpoint(self) -> None:
-        self._last_checkpoint = time.monotonic()
-        try:
-            self.audit.checkpoint()
-        except Exception as exc:  # the next commit reports an unreachable database
-            log.debug("WAL checkpoint failed: %s", exc)
-
     def _run(self) -> None:
-        item = self._next()
+        item = self._queue.get()
         while item is not _STOP:
             if isinstance(item, RowStream):
                 self._commit_stream(item)
-                item = self._next()
+                item = self._queue.get()
                 continue
             group = [item]
             size = len(item[0])
@@ -138,7 +113,7 @@ class AuditWriter:
                 size += len(nxt[0])
             self._commit(group)
             if item is None:
-                item = self._next()
+                item = self._queue.get()
 
     def _commit_stream(self, stream: RowStream) -> None:
         try:
@@ -168,16 +143,46 @@ class AuditWriter:
             future.set_result(None)
 
 
+class Checkpointer:
+    """SQLite: run ``PRAGMA wal_checkpoint(PASSIVE)`` every few seconds in a thread of its own.
+
+    The server's connections do not checkpoint on commit (db/session.py), since a checkpoint
+    syncs the files and would stall whichever commit triggered it. A passive checkpoint runs
+    beside the writers and copies what no reader still needs.
+    """
+
+    def __init__(self, audit: AuditLog, seconds: float) -> None:
+        self.audit, self.seconds = audit, seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="audit-checkpoint", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        self._checkpoint()  # leave the database file complete
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.seconds):
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        try:
+            self.audit.checkpoint()
+        except Exception as exc:  # the next commit reports an unreachable database
+            log.debug("WAL checkpoint failed: %s", exc)
+
+
 class LoopWriter:
     """SQLite file only: commit the rows of single predictions on the event loop.
 
     Handing rows to a thread and waking the loop again costs more than the commit itself: in
     WAL mode with synchronous=NORMAL a commit appends the new pages to the log and does not
-    sync (the checkpoints, which do, run in the writer thread). Everything submitted during one
-    pass of the loop is committed together at its end. The attempt never waits: its connection
-    has busy_timeout 0, so a lock held elsewhere (another worker process, a batch in the writer
-    thread) makes it hand the rows to the writer thread, which waits for the lock. Any other
-    error does the same, and the writer thread then reports it.
+    sync (the checkpoints, which do, run in the Checkpointer's thread). Everything submitted
+    during one pass of the loop is committed together at its end. The attempt never waits:
+    its connection has busy_timeout 0, so a lock held elsewhere (another worker process, a
+    batch in the writer thread) makes it hand the rows to the writer thread, which waits for
+    the lock. Any other error does the same, and the writer thread then reports it.
     """
 
     def __init__(self, audit: AuditLog, path: str, fallback: AuditWriter) -> None:
