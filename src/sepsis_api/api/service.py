@@ -1,8 +1,9 @@
 """Scoring plus audit: what every predict route does.
 
-Scoring one patient takes microseconds and runs on the event loop; a batch is scored in a
-worker thread. The audit rows go to the group-commit writer thread, and an estimate is returned
-only after its rows are committed.
+Scoring one patient takes microseconds and runs on the event loop; its audit rows are committed
+on the loop with an SQLite file (db/writer.py, LoopWriter) or by the group-commit writer thread.
+A batch is validated and scored chunk by chunk in a worker thread while the writer thread
+inserts the chunks before. An estimate is returned only after its rows are committed.
 """
 
 from __future__ import annotations
