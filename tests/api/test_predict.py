@@ -216,6 +216,7 @@ def test_features_are_the_schema(client):
     assert [f["code"] for f in reply["features"]] == [f.code for f in FEATURES]
     age = next(f for f in reply["features"] if f["code"] == "Age")
     assert (age["minimum"], age["maximum"], age["unit"]) == (0, 120, "years")
+    assert {f["code"] for f in reply["features"] if f["integer"]} == {"PRG", "Age", "Insurance"}
     assert "Pima" in reply["provenance"]
     assert "not a validated clinical device" in reply["disclaimer"].lower()
 

@@ -154,6 +154,8 @@ class FeatureInfo(BaseModel):
     maximum: float
     choices: list[int] | None
     zero_means_missing: bool
+    integer: bool = Field(description="Whole numbers in the data set (a display hint: "
+                                      "fractional values are accepted).")
     rule: str
 
 

@@ -24,6 +24,7 @@ class FeatureInfo(TypedDict):
     maximum: float
     choices: list[int] | None
     zero_means_missing: bool
+    integer: bool
     rule: str
 
 

@@ -155,7 +155,7 @@ def pct(p: float | None, digits: int = 1) -> str:
 
 def decimals(f: FeatureInfo) -> int:
     """Digits after the point for a feature's values (0 for integer-valued features)."""
-    if f["choices"] is not None or f["code"] in ("PRG", "Age"):
+    if f["choices"] is not None or f["integer"]:
         return 0
     return 3 if f["maximum"] <= 10 else 1
 

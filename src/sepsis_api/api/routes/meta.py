@@ -23,7 +23,7 @@ _FEATURES = {
         {"code": f.code, "name": f.name, "description": f.description, "unit": f.unit,
          "minimum": f.minimum, "maximum": f.maximum,
          "choices": list(f.choices) if f.choices else None,
-         "zero_means_missing": f.zero_means_missing, "rule": f.rule}
+         "zero_means_missing": f.zero_means_missing, "integer": f.integer, "rule": f.rule}
         for f in FEATURES
     ],
     "provenance": PROVENANCE,
