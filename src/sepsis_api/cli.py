@@ -335,6 +335,7 @@ def serve(
     settings = get_settings()
     try:
         keys = parse_keys(settings.api_keys, settings.api_keys_file)
+        parse_keys(settings.admin_keys, settings.admin_keys_file)
     except (OSError, ValueError) as e:
         raise _fail(f"API keys: {e}") from None
     if not keys:
@@ -369,7 +370,7 @@ def ui(
     host, port = host or settings.ui_host, port or settings.ui_port
     url = api_url or settings.ui_api_url
     console.print(f"Sepsis Risk web UI on http://{host}:{port} (API at {url})")
-    raise typer.Exit(run_ui(host, port, url, settings.ui_api_key))
+    raise typer.Exit(run_ui(host, port, url, settings.ui_key()))
 
 
 @app.command()
@@ -386,7 +387,7 @@ def up() -> None:
     api = subprocess.Popen([sys.executable, "-m", "sepsis_api.cli", "serve",
                             "--log-level", "warning"])
     web = subprocess.Popen(ui_command(settings.ui_host, settings.ui_port),
-                           env=ui_env(api_url, settings.ui_api_key))
+                           env=ui_env(api_url, settings.ui_key()))
     console.print(f"API     http://{settings.host}:{settings.port}  (docs at /docs)\n"
                   f"web UI  http://{settings.ui_host}:{settings.ui_port}\nCtrl-C stops both.")
     children = (api, web)

@@ -59,6 +59,10 @@ class Settings(BaseSettings):
         description="Comma-separated ID:KEY entries allowed on /v1/admin routes (model "
         "activation); they work on every other route too. Unset: the admin routes are off.",
     )
+    admin_keys_file: Path | None = Field(
+        default=None, description="File with one admin ID:KEY per line (# comments allowed), "
+        "e.g. a container secret; added to SEPSIS_API_ADMIN_KEYS."
+    )
     model_poll_seconds: float = Field(
         default=5.0,
         description="How often a server checks the database for a newly activated model "
@@ -84,8 +88,22 @@ class Settings(BaseSettings):
     ui_api_key: str | None = Field(
         default=None, description="API key the web UI sends (when the API requires keys)."
     )
+    ui_api_key_file: Path | None = Field(
+        default=None, description="File holding the key the web UI sends (KEY or ID:KEY on its "
+        "first line), e.g. a container secret; used when SEPSIS_API_UI_API_KEY is unset."
+    )
     ui_host: str = Field(default="127.0.0.1", description="Address `sepsis-api ui` binds to.")
     ui_port: int = Field(default=8501, description="Port `sepsis-api ui` listens on.")
+
+    def ui_key(self) -> str | None:
+        """The key the web UI sends: SEPSIS_API_UI_API_KEY, else the first line of the file."""
+        if self.ui_api_key or self.ui_api_key_file is None:
+            return self.ui_api_key or None
+        for line in self.ui_api_key_file.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                return line.partition(":")[2] or line
+        return None
 
     @property
     def effective_database_url(self) -> str:

@@ -40,6 +40,16 @@ def test_admin_route_needs_an_admin_key(make_client, registry):
     assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "version"
 
 
+def test_admin_keys_can_come_from_a_file(make_client, registry, tmp_path):
+    secret = tmp_path / "admin_keys"
+    secret.write_text(f"# model roll-out\n{ADMIN}\n", encoding="utf-8")
+    client = make_client(model_dir=registry, admin_keys_file=secret)
+    body = {"version": "x"}
+    assert client.post("/v1/admin/activate", json=body).status_code == 401
+    known = client.post("/v1/admin/activate", json=body, headers=ADMIN_HEADERS)
+    assert known.status_code == 422  # past the key check: the version is what is wrong
+
+
 def test_activation_switches_the_served_version(make_client, registry, shipped, small_version):
     client = make_client(model_dir=registry, admin_keys=ADMIN)
     before = client.post("/v1/predict", json=PATIENT).json()["predictions"][0]

@@ -394,15 +394,34 @@ def test_api_image_command_refuses_to_start_without_keys(
     assert "SEPSIS_API_KEYS" in result.output
 
 
+def stand_in_secrets(svc: dict[str, Any], folder: Path, contents: dict[str, str]
+                     ) -> dict[str, str]:
+    """Files standing in for /run/secrets/NAME: every secret the service mounts must be given,
+    and every *_FILE variable pointing at one is redirected to its stand-in."""
+    mounted = set(svc.get("secrets", []))
+    assert mounted == set(contents), f"the service mounts {sorted(mounted)}"
+    redirected = {}
+    for name, value in environment(svc).items():
+        if name.endswith("_FILE") and str(value).startswith("/run/secrets/"):
+            secret = str(value).removeprefix("/run/secrets/")
+            assert secret in mounted, f"{name} points at a secret the service does not mount"
+            path = folder / secret
+            path.write_text(contents[secret], encoding="utf-8")
+            redirected[name] = str(path)
+    assert set(redirected.values()) == {str(folder / s) for s in mounted}, "unused secret"
+    return redirected
+
+
 def test_api_image_command_serves_with_the_compose_secret(
         clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import uvicorn
 
-    keys = clean_env / "api_keys"
-    keys.write_text("# one per line\nui:" + "u" * 32 + "\nehr:" + "e" * 32 + "\n")
+    secrets = {"api_keys": "# one per line\nui:" + "u" * 32 + "\nehr:" + "e" * 32 + "\n",
+               "admin_keys": "ops:" + "o" * 32 + "\n"}
     for name, value in environment(service("api")).items():
         monkeypatch.setenv(name, interpolate(value))
-    monkeypatch.setenv("SEPSIS_API_KEYS_FILE", str(keys))  # stands in for /run/secrets/api_keys
+    for name, value in stand_in_secrets(service("api"), clean_env, secrets).items():
+        monkeypatch.setenv(name, value)
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: calls.append(k))
     result = run_cli(API_CMD)
@@ -416,8 +435,10 @@ def test_ui_image_command_starts_the_tested_streamlit_command(
     import sepsis_api.ui.launch as launch
 
     for name, value in environment(service("ui")).items():
-        monkeypatch.setenv(name, "a-ui-key-of-enough-length" if "KEY" in name
-                           else interpolate(value))
+        monkeypatch.setenv(name, interpolate(value))
+    secrets = {"ui_api_key": "ui:a-ui-key-of-enough-length\n"}
+    for name, value in stand_in_secrets(service("ui"), clean_env, secrets).items():
+        monkeypatch.setenv(name, value)
     calls: list[tuple[Any, ...]] = []
     monkeypatch.setattr(launch, "run_ui", lambda *a: calls.append(a) or 0)
     result = run_cli(UI_CMD)

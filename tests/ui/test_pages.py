@@ -120,6 +120,17 @@ def test_the_key_from_settings_is_sent(keyed_server, open_page) -> None:
     assert PERCENT.match(metric(at, "Sepsis risk")[0])
 
 
+def test_the_key_from_a_secret_file_is_sent(keyed_server, open_page, monkeypatch,
+                                            tmp_path) -> None:
+    secret = tmp_path / "ui_api_key"
+    secret.write_text(f"ui:{KEY}\n", encoding="utf-8")
+    monkeypatch.setenv("SEPSIS_API_UI_API_KEY_FILE", str(secret))
+    at = open_page(keyed_server.url, "predict")  # no key in SEPSIS_API_UI_API_KEY
+    fill_form(at, FORM)
+    submit(at)
+    assert PERCENT.match(metric(at, "Sepsis risk")[0])
+
+
 # -- Predict ------------------------------------------------------------------------------------
 
 def test_predict_with_every_value_shows_risk_band_threshold_and_reasons(

@@ -22,10 +22,12 @@ def test_every_setting_is_read_from_its_documented_variable(monkeypatch):
     values = {"model_dir": "/m", "model_version": "v1", "data_dir": "/d",
               "database_url": "sqlite:///x.db", "db_auto_upgrade": "false",
               "api_keys": "a:" + "k" * 16, "api_keys_file": "/keys",
-              "admin_keys": "ops:" + "o" * 16, "model_poll_seconds": "2.5", "host": "0.0.0.0",
+              "admin_keys": "ops:" + "o" * 16, "admin_keys_file": "/admin",
+              "model_poll_seconds": "2.5", "host": "0.0.0.0",
               "port": "9", "workers": "3", "max_batch_rows": "7", "access_log": "false",
               "max_body_bytes": "11",
-              "ui_api_url": "http://api:1", "ui_api_key": "u" * 16, "ui_host": "0.0.0.0",
+              "ui_api_url": "http://api:1", "ui_api_key": "u" * 16, "ui_api_key_file": "/uikey",
+              "ui_host": "0.0.0.0",
               "ui_port": "2"}
     assert set(values) == set(Settings.model_fields), "a new setting needs a value here"
     for field, value in values.items():
@@ -34,3 +36,14 @@ def test_every_setting_is_read_from_its_documented_variable(monkeypatch):
     for field, value in values.items():
         assert str(getattr(settings, field)).lower() == value.lower(), field
     assert env_name("api_keys") == "SEPSIS_API_KEYS"
+
+
+def test_the_ui_key_comes_from_its_variable_or_else_from_its_file(tmp_path):
+    secret = tmp_path / "ui_api_key"
+    secret.write_text("# the web UI's key\nui:" + "u" * 24 + "\n", encoding="utf-8")
+    assert Settings(_env_file=None, ui_api_key_file=secret).ui_key() == "u" * 24
+    secret.write_text("v" * 24, encoding="utf-8")
+    assert Settings(_env_file=None, ui_api_key_file=secret).ui_key() == "v" * 24
+    both = Settings(_env_file=None, ui_api_key="w" * 16, ui_api_key_file=secret)
+    assert both.ui_key() == "w" * 16
+    assert Settings(_env_file=None).ui_key() is None

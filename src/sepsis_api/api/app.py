@@ -115,12 +115,12 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     settings = settings or get_settings()
     metrics = Metrics()
     api_keys = parse_keys(settings.api_keys, settings.api_keys_file)
+    admin_keys = parse_keys(settings.admin_keys, settings.admin_keys_file)
     access_log = AccessLog() if settings.access_log else None
 
     def outer(framework: ASGIApp) -> ASGIApp:
         inner = PredictFastPath(framework) if fast_path else framework
-        inner = RequireAPIKey(inner, keys=api_keys,
-                              admin_keys=parse_keys(settings.admin_keys, None))
+        inner = RequireAPIKey(inner, keys=api_keys, admin_keys=admin_keys)
         return RequestContext(inner, metrics=metrics, max_body_bytes=settings.max_body_bytes,
                               access_log=access_log)
 

@@ -43,9 +43,10 @@ OPERATING_NAMES = {"sensitivity": "Sensitivity", "specificity": "Specificity",
 # -- connection ---------------------------------------------------------------------------------
 
 def api_target() -> tuple[str, str | None]:
-    """The API address and key from Settings (SEPSIS_API_UI_API_URL / _KEY); never the page."""
+    """The API address and key from Settings (SEPSIS_API_UI_API_URL, _KEY or _KEY_FILE); never
+    the page."""
     settings = get_settings()
-    return settings.ui_api_url.rstrip("/"), settings.ui_api_key
+    return settings.ui_api_url.rstrip("/"), settings.ui_key()
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
