@@ -3,7 +3,8 @@
 Three targets, each a real server process on 127.0.0.1 (a free port), started and stopped here:
 
   (a) baseline   benchmarks/baseline_app.py: FastAPI + uvicorn, validates the body as the
-                 project's Patient model and returns a constant JSON object (the ceiling)
+                 project's Patient model and returns a constant JSON object (the ceiling;
+                 start-up objects frozen out of full GC passes, as in the real server)
   (b) predict    `sepsis-api serve --workers 1`, POST /v1/predict (default model, audit log on:
                  SQLite in a temporary directory)
   (c) all        the same server, POST /v1/predict?model=all
