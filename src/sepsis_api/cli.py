@@ -349,11 +349,28 @@ def serve(
         console.print(f"API keys required ({len(keys)} configured)")
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    if settings.workers > 1:
+        _share_metrics_between_workers()
     console.print(f"Sepsis Risk API on http://{settings.host}:{settings.port} "
                   f"(docs at /docs)")
     uvicorn.run("sepsis_api.api.app:create_app", factory=True, host=settings.host,
                 port=settings.port, workers=settings.workers, log_level=log_level,
                 access_log=False, timeout_graceful_shutdown=30)
+
+
+def _share_metrics_between_workers() -> None:
+    """Worker processes keep their Prometheus values in files in one folder (inherited through
+    PROMETHEUS_MULTIPROC_DIR), so /metrics shows the whole server; values of an earlier run
+    there are removed."""
+    import tempfile
+
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder is None:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sepsis-api-metrics-")
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for stale in Path(folder).glob("*.db"):
+        stale.unlink()
 
 
 # -- ui and up -------------------------------------------------------------------------------

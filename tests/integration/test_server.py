@@ -114,3 +114,17 @@ def test_sigterm_lets_an_in_flight_request_finish_and_commit(tmp_path):
         counted = httpx.get(again.url + "/v1/predictions",
                             params={"patient_id": "T0"}).json()["items"]
         assert len(counted) == 1
+
+
+def test_metrics_add_up_over_worker_processes(tmp_path):
+    import re
+
+    n = 30
+    with ServerProcess(tmp_path, env={"SEPSIS_API_WORKERS": "2"}) as srv:
+        for _ in range(n):  # a new connection each: the kernel spreads them over the workers
+            assert httpx.post(srv.url + "/v1/predict", json=PATIENT).status_code == 200
+        for _ in range(6):  # whichever worker answers the scrape sees all of them
+            text = httpx.get(srv.url + "/metrics").text
+            counted = sum(float(v) for v in re.findall(
+                r'^sepsis_api_predictions_total\{[^}]*\} (\S+)$', text, re.MULTILINE))
+            assert counted == n, text[:2000]

@@ -1,8 +1,16 @@
-"""Prometheus metrics, one registry per app (several apps may live in one test process)."""
+"""Prometheus metrics, one registry per app (several apps may live in one test process).
+
+With several worker processes (`sepsis-api serve --workers N` sets PROMETHEUS_MULTIPROC_DIR),
+prometheus-client keeps every process's values in files there and ``exposition`` sums them, so
+a scrape shows the whole server whichever worker answers it.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 BATCH_BUCKETS = (1, 10, 100, 1_000, 10_000, 100_000)
@@ -23,10 +31,19 @@ class Metrics:
         self.batch_size = Histogram("sepsis_api_batch_size", "Patients per batch call.",
                                     buckets=BATCH_BUCKETS, registry=r)
         self.model_load = Gauge("sepsis_api_model_load_seconds",
-                                "Time to load and verify the served model version.", registry=r)
+                                "Time to load and verify the served model version.", registry=r,
+                                multiprocess_mode="max")
         self.audit_failures = Counter("sepsis_api_audit_failures_total",
                                       "Estimates refused because the audit log was unreachable.",
                                       registry=r)
+
+    def exposition(self) -> bytes:
+        """The text format for /metrics."""
+        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged)
+        return generate_latest(merged)
 
     def count(self, model: str, version: str, labels: list[str], bands: list[str]) -> None:
         for label in ("Positive", "Negative"):
