@@ -90,7 +90,7 @@ class Service:
                           patient_id: str | None, models: list[ServedModel], *, explain: bool,
                           caller: str, request_id: str, source: str) -> list[dict[str, Any]]:
         """Score one patient with each model; commit one audit row per model; return rows."""
-        rows = []
+        rows: list[dict[str, Any]] = []
         for m in models:
             p = float(m.compiled.predict_proba(x)[0])
             contributions = None

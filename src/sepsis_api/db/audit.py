@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain, repeat
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Dialect, Engine, Table, insert, select, text, update
 
 from sepsis_api.db import migrate
-from sepsis_api.db.models import ActiveVersion, Prediction
+from sepsis_api.db.models import ActiveVersion, Base, Prediction
 from sepsis_api.db.session import make_engine
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ class BulkInsert:
             key: proc for key in self.keys
             if (proc := table.c[key].type.dialect_impl(dialect).bind_processor(dialect))}
 
-    def params(self, n: int, each: dict[str, Sequence[Any]], same: dict[str, Any]
+    def params(self, n: int, each: Mapping[str, Sequence[Any]], same: Mapping[str, Any]
                ) -> list[tuple[Any, ...]]:
         """Driver values for ``n`` rows: ``each`` holds a value per row, ``same`` one value
         for all rows; together they name every column."""
@@ -90,7 +90,7 @@ def _max_parameters(dialect: Dialect) -> int:
 class AuditLog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.insert = BulkInsert(Prediction.__table__, engine.dialect)
+        self.insert = BulkInsert(Base.metadata.tables[Prediction.__tablename__], engine.dialect)
 
     def record(self, rows: list[tuple[Any, ...]]) -> None:
         """Commit all rows (from ``self.insert.params``) or none; returns only once they are
