@@ -48,24 +48,36 @@ def _count(audit: AuditLog) -> int:
         return conn.exec_driver_sql("SELECT count(*) FROM predictions").scalar()
 
 
-def test_concurrent_requests_commit_on_the_loop_together(audit):
+@pytest.fixture
+def writers(audit):
+    """(the writer thread, counting hand-overs; the loop writer in front of it)."""
     writer = CountingWriter(audit)
     loop_writer = LoopWriter(audit, audit.sqlite_file, writer)
+    yield writer, loop_writer
+    loop_writer.close()
+    writer.close()
+
+
+def _commit_on_the_loop(loop_writer: LoopWriter, audit: AuditLog, times: int, n: int) -> None:
+    async def main() -> None:
+        for _ in range(times):
+            await loop_writer.commit(_rows(audit, n))
+
+    asyncio.run(main())
+
+
+def test_concurrent_requests_commit_on_the_loop_together(audit, writers):
+    writer, loop_writer = writers
 
     async def main() -> None:
         await asyncio.gather(*(loop_writer.commit(_rows(audit, 2)) for _ in range(50)))
 
-    try:
-        asyncio.run(main())
-        assert _count(audit) == 100 and writer.handed_over == 0
-    finally:
-        loop_writer.close()
-        writer.close()
+    asyncio.run(main())
+    assert _count(audit) == 100 and writer.handed_over == 0
 
 
-def test_a_locked_database_hands_the_rows_to_the_writer_thread_which_waits(audit):
-    writer = CountingWriter(audit)
-    loop_writer = LoopWriter(audit, audit.sqlite_file, writer)
+def test_a_locked_database_hands_the_rows_to_the_writer_thread_which_waits(audit, writers):
+    writer, loop_writer = writers
     other = sqlite3.connect(audit.sqlite_file, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another process holding the write lock
 
@@ -81,46 +93,24 @@ def test_a_locked_database_hands_the_rows_to_the_writer_thread_which_waits(audit
         assert _count(audit) == 3 and writer.handed_over == 1
     finally:
         other.close()
-        loop_writer.close()
-        writer.close()
 
 
-def test_the_checkpointer_copies_the_wal_into_the_database_file(audit):
-    writer = AuditWriter(audit)
-    loop_writer = LoopWriter(audit, audit.sqlite_file, writer)
+def test_the_checkpointer_copies_the_wal_into_the_database_file(audit, writers):
     checkpointer = Checkpointer(audit, 0.05)
     before = os.path.getsize(audit.sqlite_file)
-
-    async def main() -> None:
-        for _ in range(20):
-            await loop_writer.commit(_rows(audit, 100))
-
     try:
-        asyncio.run(main())
+        _commit_on_the_loop(writers[1], audit, 20, 100)
         deadline = time.monotonic() + 5
         while os.path.getsize(audit.sqlite_file) <= before and time.monotonic() < deadline:
             time.sleep(0.05)
         assert os.path.getsize(audit.sqlite_file) > before + 100_000  # 2,000 rows moved in
     finally:
         checkpointer.close()
-        loop_writer.close()
-        writer.close()
 
 
-def test_without_background_checkpoints_the_rows_stay_in_the_wal(audit):
+def test_without_background_checkpoints_the_rows_stay_in_the_wal(audit, writers):
     # The control for the test above: commits alone do not copy the WAL back.
-    writer = AuditWriter(audit)
-    loop_writer = LoopWriter(audit, audit.sqlite_file, writer)
     before = os.path.getsize(audit.sqlite_file)
-
-    async def main() -> None:
-        for _ in range(20):
-            await loop_writer.commit(_rows(audit, 100))
-
-    try:
-        asyncio.run(main())
-        time.sleep(0.3)
-        assert os.path.getsize(audit.sqlite_file) == before and _count(audit) == 2000
-    finally:
-        loop_writer.close()
-        writer.close()
+    _commit_on_the_loop(writers[1], audit, 20, 100)
+    time.sleep(0.3)
+    assert os.path.getsize(audit.sqlite_file) == before and _count(audit) == 2000
