@@ -52,7 +52,7 @@ def _count(audit: AuditLog) -> int:
 def writers(audit):
     """(the writer thread, counting hand-overs; the loop writer in front of it)."""
     writer = CountingWriter(audit)
-    loop_writer = LoopWriter(audit, audit.sqlite_file, writer)
+    loop_writer = LoopWriter(audit, writer)
     yield writer, loop_writer
     loop_writer.close()
     writer.close()

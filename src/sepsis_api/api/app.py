@@ -139,7 +139,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
         writer = AuditWriter(audit)
         loop_writer = checkpointer = None
         if audit.sqlite_file:
-            loop_writer = LoopWriter(audit, audit.sqlite_file, writer)
+            loop_writer = LoopWriter(audit, writer)
             checkpointer = Checkpointer(audit, CHECKPOINT_SECONDS)
         service = Service(predictor=predictor, audit=audit, writer=writer, metrics=metrics,
                           loop_writer=loop_writer)

@@ -13,7 +13,7 @@ from sqlalchemy import Dialect, Engine, Table, insert, select, text, update
 
 from sepsis_api.db import migrate
 from sepsis_api.db.models import ActiveVersion, Base, Prediction
-from sepsis_api.db.session import make_engine
+from sepsis_api.db.session import make_engine, sqlite_file
 
 if TYPE_CHECKING:
     from sepsis_api.config import Settings
@@ -120,10 +120,7 @@ class AuditLog:
     @property
     def sqlite_file(self) -> str | None:
         """The database file when the audit log is an SQLite file, else None."""
-        url = self.engine.url
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            return url.database
-        return None
+        return sqlite_file(self.engine.url)
 
     def checkpoint(self) -> None:
         """Copy SQLite's write-ahead log into the database file (without blocking writers)."""

@@ -2,34 +2,29 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import orjson
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import URL, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 
 def make_engine(url: str, *, background_checkpoints: bool = False) -> Engine:
     """An engine for the audit database. With ``background_checkpoints`` SQLite never copies
     its WAL back into the database file on a commit; the caller runs ``PRAGMA wal_checkpoint``
-    off the request path instead (the server's writer thread does)."""
+    off the request path instead (the server's Checkpointer thread does)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if path := sqlite_file(parsed):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
                                json_serializer=_dumps)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record) -> None:
-            cur = dbapi_conn.cursor()
-            # WAL: readers never block the writer; NORMAL: durable at checkpoints, fast commits.
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            if background_checkpoints:
-                cur.execute("PRAGMA wal_autocheckpoint=0")
-            cur.close()
+            sqlite_pragmas(dbapi_conn, busy_timeout_ms=30_000,
+                           background_checkpoints=background_checkpoints)
 
         return engine
     # pre-ping: a connection dropped while the database was away is replaced, not reused.
@@ -39,3 +34,22 @@ def make_engine(url: str, *, background_checkpoints: bool = False) -> Engine:
 
 def _dumps(value: object) -> str:
     return orjson.dumps(value).decode()
+
+
+def sqlite_file(url: URL | str) -> str | None:
+    """The database file of an SQLite URL; None for other databases and in-memory SQLite."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return parsed.database
+    return None
+
+
+def sqlite_pragmas(conn: sqlite3.Connection, *, busy_timeout_ms: int,
+                   background_checkpoints: bool) -> None:
+    """The settings of every SQLite connection to the audit log. WAL: readers never block the
+    writer; NORMAL: a commit appends to the log without a sync (durable at checkpoints)."""
+    pragmas = ["journal_mode=WAL", "synchronous=NORMAL", f"busy_timeout={busy_timeout_ms}"]
+    if background_checkpoints:
+        pragmas.append("wal_autocheckpoint=0")
+    for pragma in pragmas:
+        conn.execute(f"PRAGMA {pragma}")

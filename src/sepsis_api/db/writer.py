@@ -27,6 +27,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from sepsis_api.db.audit import AuditLog
+from sepsis_api.db.session import sqlite_pragmas
 
 log = logging.getLogger("sepsis_api.audit")
 
@@ -185,8 +186,10 @@ class LoopWriter:
     the lock. Any other error does the same, and the writer thread then reports it.
     """
 
-    def __init__(self, audit: AuditLog, path: str, fallback: AuditWriter) -> None:
-        self.audit, self.path, self.fallback = audit, path, fallback
+    def __init__(self, audit: AuditLog, fallback: AuditWriter) -> None:
+        if audit.sqlite_file is None:
+            raise ValueError("LoopWriter needs an SQLite file as the audit database")
+        self.audit, self.path, self.fallback = audit, audit.sqlite_file, fallback
         self._conn: sqlite3.Connection | None = None
         self._pending: list[tuple[Rows, asyncio.Future[bool]]] = []
 
@@ -233,8 +236,7 @@ class LoopWriter:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            for pragma in ("synchronous=NORMAL", "busy_timeout=0", "wal_autocheckpoint=0"):
-                conn.execute(f"PRAGMA {pragma}")
+            sqlite_pragmas(conn, busy_timeout_ms=0, background_checkpoints=True)
             self._conn = conn
         return self._conn
 
