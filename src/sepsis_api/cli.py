@@ -324,7 +324,7 @@ def serve(
 
     import uvicorn
 
-    from sepsis_api.api.security import parse_keys
+    from sepsis_api.keys import parse_keys
 
     # CLI options become settings, so every worker process sees the same configuration.
     for name, value in (("HOST", host), ("PORT", port), ("WORKERS", workers),

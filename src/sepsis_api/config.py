@@ -89,21 +89,19 @@ class Settings(BaseSettings):
         default=None, description="API key the web UI sends (when the API requires keys)."
     )
     ui_api_key_file: Path | None = Field(
-        default=None, description="File holding the key the web UI sends (KEY or ID:KEY on its "
-        "first line), e.g. a container secret; used when SEPSIS_API_UI_API_KEY is unset."
+        default=None, description="File holding the key the web UI sends (its first KEY or "
+        "ID:KEY line), e.g. a container secret; used when SEPSIS_API_UI_API_KEY is unset."
     )
     ui_host: str = Field(default="127.0.0.1", description="Address `sepsis-api ui` binds to.")
     ui_port: int = Field(default=8501, description="Port `sepsis-api ui` listens on.")
 
     def ui_key(self) -> str | None:
-        """The key the web UI sends: SEPSIS_API_UI_API_KEY, else the first line of the file."""
+        """The key the web UI sends: SEPSIS_API_UI_API_KEY, else the first key in the file."""
         if self.ui_api_key or self.ui_api_key_file is None:
             return self.ui_api_key or None
-        for line in self.ui_api_key_file.read_text(encoding="utf-8").splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                return line.partition(":")[2] or line
-        return None
+        from sepsis_api.keys import parse_keys
+
+        return next(iter(parse_keys(None, self.ui_api_key_file)), None)
 
     @property
     def effective_database_url(self) -> str:

@@ -24,11 +24,12 @@ from sepsis_api.api.metrics import Metrics
 from sepsis_api.api.middleware import RequestContext
 from sepsis_api.api.routes import admin, artifacts, compat, meta, models, predict, predictions
 from sepsis_api.api.schemas import ErrorResponse
-from sepsis_api.api.security import RequireAPIKey, parse_keys
+from sepsis_api.api.security import RequireAPIKey
 from sepsis_api.api.service import Service
 from sepsis_api.config import Settings, get_settings
 from sepsis_api.db.audit import open_audit
 from sepsis_api.db.writer import AuditWriter, Checkpointer, LoopWriter
+from sepsis_api.keys import parse_keys
 from sepsis_api.ml.predictor import Predictor
 from sepsis_api.ml.registry import ArtifactError, Registry
 from sepsis_api.schema import NOT_A_DEVICE

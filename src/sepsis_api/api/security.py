@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-from pathlib import Path
 from typing import Any
 
 from fastapi import HTTPException, Request, status
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sepsis_api.api.errors import error_body, send_json
-
-
-def parse_keys(spec: str | None, keys_file: Path | None) -> dict[str, str]:
-    """key -> key id. An entry is KEY or ID:KEY; without an ID, a digest prefix stands in."""
-    entries = [e.strip() for e in (spec or "").split(",")]
-    if keys_file is not None:
-        entries += [
-            line.strip() for line in keys_file.read_text(encoding="utf-8").splitlines()
-            if line.strip() and not line.lstrip().startswith("#")
-        ]
-    keys: dict[str, str] = {}
-    for entry in filter(None, entries):
-        key_id, sep, key = entry.partition(":")
-        if not sep:
-            key, key_id = entry, "key-" + hashlib.sha256(entry.encode()).hexdigest()[:8]
-        if len(key) < 16:
-            raise ValueError(f"API key {key_id!r} is shorter than 16 characters")
-        keys[key] = key_id
-    return keys
-
 
 UNAUTHORIZED = ("missing or invalid API key: send 'Authorization: Bearer <key>' or "
                 "'X-API-Key: <key>'")
