@@ -35,9 +35,6 @@ def new_ids(n: int) -> list[str]:
         last = first + n - 1
         _last = (ms + last // 4096, last % 4096)
         rand = _random.randbytes(8 * n)
-    if n == 1:
-        return [_format((ms + first // 4096) << 16 | 0x7000 | first % 4096,
-                        int.from_bytes(rand, "little"))]
     if n < 32:
         lows = struct.unpack(f"<{n}Q", rand)
         return [_format((ms + k // 4096) << 16 | 0x7000 | k % 4096, low)

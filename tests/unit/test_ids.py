@@ -19,7 +19,7 @@ def test_ids_are_uuid7_carrying_the_creation_time():
 
 
 def test_ids_increase_strictly_even_within_one_millisecond():
-    # one at a time, a few, and a batch (each size has its own fast path)
+    # one at a time, a few, and a batch (few and many are spelled out differently)
     ids = new_ids(20_000) + [new_id() for _ in range(500)] + new_ids(3) + new_ids(40)
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)
