@@ -37,6 +37,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	bash scripts/ensure-test-tools.sh
 	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/pytest
 
 bench: $(VENV)/.installed-dev
@@ -44,7 +45,8 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_http.py
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 
 # Retrain the shipped default model from the data set (see README, "The shipped model").
 train-default: $(VENV)/.installed

@@ -24,15 +24,25 @@ from fastapi.responses import Response
 
 from sepsis_api.api.schemas import Patient
 
-_REPLY = orjson.dumps({
-    "patient_id": "B1",
-    "predictions": [{
-        "prediction_id": "00000000-0000-7000-8000-000000000000", "model": "baseline",
-        "model_version": "0", "probability": 0.5, "label": "Positive", "risk_band": "moderate",
-        "threshold": 0.5, "contributions": None,
-    }],
-    "contribution_scale": "log-odds",
-})
+_REPLY = orjson.dumps(
+    {
+        "patient_id": "B1",
+        "predictions": [
+            {
+                "prediction_id": "00000000-0000-7000-8000-000000000000",
+                "model": "baseline",
+                "model_version": "0",
+                "probability": 0.5,
+                "label": "Positive",
+                "risk_band": "moderate",
+                "threshold": 0.5,
+                "contributions": None,
+            }
+        ],
+        "contribution_scale": "log-odds",
+    }
+)
+
 
 @asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -66,8 +76,15 @@ def main() -> None:
     ap.add_argument("--log-level", default="info")
     args = ap.parse_args()
     # Same arguments as sepsis_api.cli.serve (minus the factory import string).
-    uvicorn.run(app, host=args.host, port=args.port, workers=1, log_level=args.log_level,
-                access_log=False, timeout_graceful_shutdown=30)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        workers=1,
+        log_level=args.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
 
 
 if __name__ == "__main__":

@@ -40,12 +40,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
 
-    X768 = np.vstack([load_table(args.data / f"Paitients_Files_{s}.csv").X
-                      for s in ("Train", "Test")])
+    X768 = np.vstack(
+        [load_table(args.data / f"Paitients_Files_{s}.csv").X for s in ("Train", "Test")]
+    )
     X = np.tile(X768, (args.rows // len(X768) + 1, 1))[: args.rows]
     version = Registry([PACKAGED_ROOT]).open()
-    models = [version.default_model] + [m for m in ("random_forest",)
-                                        if m != version.default_model]
+    models = [version.default_model] + [m for m in ("random_forest",) if m != version.default_model]
     print(f"model version {version.version}; {args.rows:,} rows; best of {args.repeats}")
 
     print("\n== model call (prepared float64 array in, probabilities out) ==")
@@ -56,8 +56,10 @@ def main() -> None:
         ref = version.load_sklearn(name)
         t_fast = best_of(lambda f=fast: f.predict_proba(X), args.repeats)
         t_ref = best_of(lambda r=ref: r.predict_proba(X), 1)
-        print(f"{name:22} {args.rows / t_fast:18,.0f} {args.rows / t_ref:20,.0f} "
-              f"{t_ref / t_fast:6.1f}x")
+        print(
+            f"{name:22} {args.rows / t_fast:18,.0f} {args.rows / t_ref:20,.0f} "
+            f"{t_ref / t_fast:6.1f}x"
+        )
 
     print("\n== `sepsis-api predict` end to end (read CSV, validate, score, write CSV) ==")
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,8 +73,18 @@ def main() -> None:
         print(f"input {size_mb:.0f} MB")
         for name in models:
             out = Path(tmp) / f"out-{name}.csv"
-            cmd = [sys.executable, "-m", "sepsis_api.cli", "predict", "--input", str(src),
-                   "--output", str(out), "--model", name]
+            cmd = [
+                sys.executable,
+                "-m",
+                "sepsis_api.cli",
+                "predict",
+                "--input",
+                str(src),
+                "--output",
+                str(out),
+                "--model",
+                name,
+            ]
             t = best_of(lambda c=cmd: subprocess.run(c, check=True, capture_output=True), 1)
             print(f"{name:22} {args.rows / t:12,.0f} rows/s  ({t:.1f} s incl. start-up)")
 

@@ -50,8 +50,18 @@ WARMUP_S = 1
 READY_TIMEOUT_S = 120.0
 BATCH_ROWS = 10_000
 BATCH_CALLS = 5
-PATIENT = {"ID": "B1", "PRG": 6, "PL": 148, "PR": 72, "SK": 35, "TS": 0, "M11": 33.6,
-           "BD2": 0.627, "Age": 50, "Insurance": 0}
+PATIENT = {
+    "ID": "B1",
+    "PRG": 6,
+    "PL": 148,
+    "PR": 72,
+    "SK": 35,
+    "TS": 0,
+    "M11": 33.6,
+    "BD2": 0.627,
+    "Age": 50,
+    "Insurance": 0,
+}
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 _DURATION = r"([\d.]+)(us|ms|s|m|h)"
 # Called after each warm-up (before=None) and each measured run; returns the audit row count.
@@ -99,8 +109,9 @@ def parse_wrk(text: str) -> WrkResult:
     p99 = need(r"^\s*99(?:\.0+)?%\s+" + _DURATION)
     non2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
     sock = re.search(r"Socket errors:(.*)$", text, re.MULTILINE)
-    socket_errors = {k: int(v) for k, v in re.findall(r"(\w+) (\d+)", sock.group(1))} if sock \
-        else {}
+    socket_errors = (
+        {k: int(v) for k, v in re.findall(r"(\w+) (\d+)", sock.group(1))} if sock else {}
+    )
     return WrkResult(
         requests=int(total.group(1)),
         seconds=_ms(total.group(2), total.group(3)) / 1e3,
@@ -115,8 +126,18 @@ def parse_wrk(text: str) -> WrkResult:
 def run_wrk(url: str, body_file: Path, connections: int, seconds: int) -> WrkResult:
     """One wrk run; -t1 at one connection, -t2 otherwise (threads never exceed connections)."""
     threads = 1 if connections == 1 else 2
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
-           "--timeout", "30s", "-s", str(LUA), url]
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "--timeout",
+        "30s",
+        "-s",
+        str(LUA),
+        url,
+    ]
     env = {**os.environ, "BENCH_BODY_FILE": str(body_file)}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60)
     if proc.returncode != 0:
@@ -143,9 +164,14 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def request(port: int, method: str, path: str, body: bytes | None = None,
-            headers: dict[str, str] | None = None, timeout: float = 120.0
-            ) -> tuple[int, bytes]:
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 120.0,
+) -> tuple[int, bytes]:
     """One HTTP request on loopback (http.client: no proxy settings apply)."""
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
@@ -159,8 +185,9 @@ def request(port: int, method: str, path: str, body: bytes | None = None,
 class Server:
     """A server process on loopback, ready once ``ready_path`` answers 200."""
 
-    def __init__(self, name: str, cmd: list[str], port: int, env: dict[str, str], cwd: Path,
-                 ready_path: str) -> None:
+    def __init__(
+        self, name: str, cmd: list[str], port: int, env: dict[str, str], cwd: Path, ready_path: str
+    ) -> None:
         self.name, self.cmd, self.port, self.env, self.cwd = name, cmd, port, env, cwd
         self.ready_path = ready_path
         self.log_path = cwd / f"{name}.log"
@@ -168,20 +195,29 @@ class Server:
 
     def start(self) -> None:
         with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=self.cwd, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True,
-                                         preexec_fn=_die_with_parent)
+            self.proc = subprocess.Popen(
+                self.cmd,
+                env=self.env,
+                cwd=self.cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}) before it was "
-                                   f"ready:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"{self.name} exited ({self.proc.returncode}) before it was "
+                    f"ready:\n{self.log_tail()}"
+                )
             with contextlib.suppress(OSError, http.client.HTTPException):
                 if request(self.port, "GET", self.ready_path, timeout=2)[0] == 200:
                     return
             time.sleep(0.1)
-        raise RuntimeError(f"{self.name} not ready after {READY_TIMEOUT_S:.0f} s:\n"
-                           f"{self.log_tail()}")
+        raise RuntimeError(
+            f"{self.name} not ready after {READY_TIMEOUT_S:.0f} s:\n{self.log_tail()}"
+        )
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -204,8 +240,11 @@ class Server:
             maps = Path(f"/proc/{self.proc.pid}/maps").read_text()
         except OSError:
             return "unknown (no /proc)"
-        found = [name for name, mark in (("uvloop", "/uvloop/"), ("httptools", "/httptools/"))
-                 if mark in maps]
+        found = [
+            name
+            for name, mark in (("uvloop", "/uvloop/"), ("httptools", "/httptools/"))
+            if mark in maps
+        ]
         return " + ".join(found) or "asyncio + h11 (neither uvloop nor httptools loaded)"
 
     def __enter__(self) -> Server:
@@ -259,11 +298,27 @@ def _version(dist: str) -> str:
 
 def _git() -> str:
     try:
-        rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=10, check=True)
-        dirty = subprocess.run(["git", "--no-optional-locks", "-C", str(ROOT), "status",
-                                "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
+        rev = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        dirty = subprocess.run(
+            [
+                "git",
+                "--no-optional-locks",
+                "-C",
+                str(ROOT),
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return "not available"
     return rev.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
@@ -282,8 +337,10 @@ def print_facts() -> None:
     print(f"CPUs: {os.cpu_count()} ({len(os.sched_getaffinity(0))} usable), {_cpu_model()}")
     print(f"OS: {platform.platform()}")
     print(f"Python {platform.python_version()} ({sys.executable})")
-    libs = ", ".join(f"{d} {_version(d)}" for d in
-                     ("uvicorn", "fastapi", "starlette", "pydantic", "uvloop", "httptools"))
+    libs = ", ".join(
+        f"{d} {_version(d)}"
+        for d in ("uvicorn", "fastapi", "starlette", "pydantic", "uvloop", "httptools")
+    )
     print(f"libraries: {libs}")
     print(f"load generator: {wrk_version()} (runs on the same CPUs as the server)")
     print(f"git commit: {_git()}")
@@ -300,25 +357,38 @@ def _ratio(x: float, base: float) -> str:
 
 def print_table(rows: list[Row]) -> None:
     base = {r.concurrency: r.result for r in rows if r.target.startswith("(a)")}
-    head = (f"{'target':<24} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-            f"{'errors':>6} {'req/s vs (a)':>12} {'p99 vs (a)':>10}")
+    head = (
+        f"{'target':<24} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'errors':>6} {'req/s vs (a)':>12} {'p99 vs (a)':>10}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
         w, b = r.result, base.get(r.concurrency)
-        print(f"{r.target:<24} {r.concurrency:>4} {w.rps:>9,.0f} {w.p50_ms:>8.2f} "
-              f"{w.p99_ms:>8.2f} {w.errors:>6} "
-              f"{_ratio(w.rps, b.rps) if b else 'n/a':>12} "
-              f"{_ratio(w.p99_ms, b.p99_ms) if b else 'n/a':>10}")
+        print(
+            f"{r.target:<24} {r.concurrency:>4} {w.rps:>9,.0f} {w.p50_ms:>8.2f} "
+            f"{w.p99_ms:>8.2f} {w.errors:>6} "
+            f"{_ratio(w.rps, b.rps) if b else 'n/a':>12} "
+            f"{_ratio(w.p99_ms, b.p99_ms) if b else 'n/a':>10}"
+        )
     for r in rows:
         if r.result.errors:
-            print(f"  {r.target} c={r.concurrency}: non-2xx {r.result.non2xx}, socket errors "
-                  f"{r.result.socket_errors}")
+            print(
+                f"  {r.target} c={r.concurrency}: non-2xx {r.result.non2xx}, socket errors "
+                f"{r.result.socket_errors}"
+            )
 
 
 # -- the runs ----------------------------------------------------------------------------------
-def measure(label: str, port: int, path: str, body_file: Path, seconds: int,
-            rows: list[Row], on_run: OnRun | None = None) -> None:
+def measure(
+    label: str,
+    port: int,
+    path: str,
+    body_file: Path,
+    seconds: int,
+    rows: list[Row],
+    on_run: OnRun | None = None,
+) -> None:
     """Warm up, then measure one target at each concurrency."""
     url = f"http://{HOST}:{port}{path}"
     for c in CONCURRENCY:
@@ -326,9 +396,12 @@ def measure(label: str, port: int, path: str, body_file: Path, seconds: int,
         before = on_run(warm, c, None) if on_run else None
         result = run_wrk(url, body_file, c, seconds)
         rows.append(Row(label, c, result))
-        print(f"{label} c={c}: {result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms, "
-              f"p99 {result.p99_ms:.2f} ms, {result.requests:,} requests, "
-              f"{result.errors} errors", flush=True)
+        print(
+            f"{label} c={c}: {result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms, "
+            f"p99 {result.p99_ms:.2f} ms, {result.requests:,} requests, "
+            f"{result.errors} errors",
+            flush=True,
+        )
         if on_run:
             on_run(result, c, before)
 
@@ -336,9 +409,18 @@ def measure(label: str, port: int, path: str, body_file: Path, seconds: int,
 def batch_body(n: int) -> bytes:
     """``n`` valid patients that differ a little from each other."""
     patients = [
-        {"ID": f"B{i}", "PRG": i % 15, "PL": 80 + (i * 7) % 120, "PR": 60 + i % 40,
-         "SK": 20 + i % 30, "TS": (i * 13) % 300, "M11": round(20 + (i % 200) / 10, 1),
-         "BD2": round(0.1 + (i % 90) / 100, 3), "Age": 21 + i % 60, "Insurance": i % 2}
+        {
+            "ID": f"B{i}",
+            "PRG": i % 15,
+            "PL": 80 + (i * 7) % 120,
+            "PR": 60 + i % 40,
+            "SK": 20 + i % 30,
+            "TS": (i * 13) % 300,
+            "M11": round(20 + (i % 200) / 10, 1),
+            "BD2": round(0.1 + (i % 90) / 100, 3),
+            "Age": 21 + i % 60,
+            "Insurance": i % 2,
+        }
         for i in range(n)
     ]
     return json.dumps({"patients": patients}, separators=(",", ":")).encode()
@@ -351,8 +433,12 @@ def server_seconds(port: int, route: str) -> tuple[float, float]:
         return float("nan"), float("nan")
     found = {}
     for kind in ("sum", "count"):
-        m = re.search(rf'^sepsis_api_request_duration_seconds_{kind}\{{[^}}]*'
-                      rf'route="{re.escape(route)}"[^}}]*\}} (\S+)$', text.decode(), re.MULTILINE)
+        m = re.search(
+            rf"^sepsis_api_request_duration_seconds_{kind}\{{[^}}]*"
+            rf'route="{re.escape(route)}"[^}}]*\}} (\S+)$',
+            text.decode(),
+            re.MULTILINE,
+        )
         found[kind] = float(m.group(1)) if m else float("nan")
     return found["sum"], found["count"]
 
@@ -362,8 +448,11 @@ def measure_batch(port: int) -> tuple[int, int]:
     body = batch_body(BATCH_ROWS)
     headers = {"Content-Type": "application/json"}
     route = "/v1/predict/batch"
-    print(f"\n== batch: POST {route}, {BATCH_ROWS:,} patients in one JSON call "
-          f"({len(body) / 1e6:.2f} MB), 1 warm-up + {BATCH_CALLS} timed calls ==", flush=True)
+    print(
+        f"\n== batch: POST {route}, {BATCH_ROWS:,} patients in one JSON call "
+        f"({len(body) / 1e6:.2f} MB), 1 warm-up + {BATCH_CALLS} timed calls ==",
+        flush=True,
+    )
     client: list[float] = []
     server: list[float] = []  # per call, only when /metrics gave exactly this call's time
     gap: list[float] = []
@@ -386,18 +475,24 @@ def measure_batch(port: int) -> tuple[int, int]:
             gap.append(elapsed - (s1 - s0))
     med = statistics.median(client)
     each = ", ".join(f"{t * 1e3:,.0f}" for t in client)
-    print(f"client (request sent .. last byte of the {len(reply) / 1e6:.2f} MB reply): median "
-          f"{med * 1e3:,.0f} ms = {BATCH_ROWS / med:,.0f} patients/s  (calls: {each} ms)")
+    print(
+        f"client (request sent .. last byte of the {len(reply) / 1e6:.2f} MB reply): median "
+        f"{med * 1e3:,.0f} ms = {BATCH_ROWS / med:,.0f} patients/s  (calls: {each} ms)"
+    )
     if len(server) == len(client):
         smed = statistics.median(server)
         each = ", ".join(f"{t * 1e3:,.0f}" for t in server)
-        print(f"server (the API's own request-duration histogram from /metrics: app entered .. "
-              f"reply sent; includes reading the body): median {smed * 1e3:,.0f} ms = "
-              f"{BATCH_ROWS / smed:,.0f} patients/s  (calls: {each} ms); outside the app "
-              f"(uvicorn + loopback): median {statistics.median(gap) * 1e3:,.0f} ms per call")
+        print(
+            f"server (the API's own request-duration histogram from /metrics: app entered .. "
+            f"reply sent; includes reading the body): median {smed * 1e3:,.0f} ms = "
+            f"{BATCH_ROWS / smed:,.0f} patients/s  (calls: {each} ms); outside the app "
+            f"(uvicorn + loopback): median {statistics.median(gap) * 1e3:,.0f} ms per call"
+        )
     else:
-        print("server time: not available from /metrics; the client time above is an upper "
-              "bound for it (loopback, so transfer time is small)")
+        print(
+            "server time: not available from /metrics; the client time above is an upper "
+            "bound for it (loopback, so transfer time is small)"
+        )
     return calls, calls * BATCH_ROWS
 
 
@@ -420,21 +515,30 @@ def _terminate(signum: int, _frame: object) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--duration", type=int, default=10,
-                    help="Seconds per measured run (default 10); each has a 1 s warm-up.")
+    ap.add_argument(
+        "--duration",
+        type=int,
+        default=10,
+        help="Seconds per measured run (default 10); each has a 1 s warm-up.",
+    )
     args = ap.parse_args()
     if args.duration < 1:
         ap.error("--duration must be at least 1 second")
     if shutil.which("wrk") is None:
-        print("bench_http: wrk is not installed. Install it with `scripts/ensure-test-tools.sh` "
-              "(as root) or `apt-get install wrk`.", file=sys.stderr)
+        print(
+            "bench_http: wrk is not installed. Install it with `scripts/ensure-test-tools.sh` "
+            "(as root) or `apt-get install wrk`.",
+            file=sys.stderr,
+        )
         return 2
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
 
     print_facts()
-    print(f"\nruns: {args.duration} s each after a {WARMUP_S} s warm-up, concurrency "
-          f"{', '.join(map(str, CONCURRENCY))} (wrk -t1 at c=1, -t2 otherwise), keep-alive")
+    print(
+        f"\nruns: {args.duration} s each after a {WARMUP_S} s warm-up, concurrency "
+        f"{', '.join(map(str, CONCURRENCY))} (wrk -t1 at c=1, -t2 otherwise), keep-alive"
+    )
     print(f"body: {json.dumps(PATIENT, separators=(',', ':'))}\n", flush=True)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp_name:
@@ -447,8 +551,11 @@ def main() -> int:
         base_cmd = [sys.executable, str(HERE / "baseline_app.py"), "--host", HOST, "--port"]
         port = free_port()
         with Server("baseline", [*base_cmd, str(port)], port, env, tmp, "/healthz") as srv:
-            print(f"(a) baseline pid {srv.proc.pid if srv.proc else '?'} on port {port}: "
-                  f"{srv.loaded()}", flush=True)
+            print(
+                f"(a) baseline pid {srv.proc.pid if srv.proc else '?'} on port {port}: "
+                f"{srv.loaded()}",
+                flush=True,
+            )
             measure("(a) baseline", port, "/v1/predict", body_file, args.duration, rows)
 
         # (b), (c) and the batch call: one sepsis-api server
@@ -458,10 +565,13 @@ def main() -> int:
         with Server("sepsis-api", cmd, port, env, tmp, "/readyz") as srv:
             info = json.loads(request(port, "GET", "/")[1])
             n_models = len(info["models"])
-            print(f"\nsepsis-api pid {srv.proc.pid if srv.proc else '?'} on port {port}: "
-                  f"{srv.loaded()}; model version {info['model_version']}, default "
-                  f"{info['default_model']}, models {', '.join(info['models'])}; audit log "
-                  f"{db}", flush=True)
+            print(
+                f"\nsepsis-api pid {srv.proc.pid if srv.proc else '?'} on port {port}: "
+                f"{srv.loaded()}; model version {info['model_version']}, default "
+                f"{info['default_model']}, models {', '.join(info['models'])}; audit log "
+                f"{db}",
+                flush=True,
+            )
             expected = 0  # audit rows implied by every 2xx that wrk or we counted
 
             def audit_check(per_request: int) -> OnRun:
@@ -471,26 +581,43 @@ def main() -> int:
                     now = settled_rows(db)
                     if before is not None:
                         added, want = now - before, result.ok * per_request
-                        verdict = ("OK" if 0 <= added - want <= c * per_request else
-                                   "MISSING ROWS" if added < want else "more than in flight")
-                        print(f"    audit: +{added:,} rows for {result.ok:,} 2xx x "
-                              f"{per_request} = {want:,}; {added - want:+,} (requests still in "
-                              f"flight when wrk stopped, at most {c * per_request}): {verdict}",
-                              flush=True)
+                        verdict = (
+                            "OK"
+                            if 0 <= added - want <= c * per_request
+                            else "MISSING ROWS"
+                            if added < want
+                            else "more than in flight"
+                        )
+                        print(
+                            f"    audit: +{added:,} rows for {result.ok:,} 2xx x "
+                            f"{per_request} = {want:,}; {added - want:+,} (requests still in "
+                            f"flight when wrk stopped, at most {c * per_request}): {verdict}",
+                            flush=True,
+                        )
                     return now
 
                 return check
 
-            measure("(b) predict", port, "/v1/predict", body_file, args.duration, rows,
-                    audit_check(1))
-            measure("(c) predict?model=all", port, "/v1/predict?model=all", body_file,
-                    args.duration, rows, audit_check(n_models))
+            measure(
+                "(b) predict", port, "/v1/predict", body_file, args.duration, rows, audit_check(1)
+            )
+            measure(
+                "(c) predict?model=all",
+                port,
+                "/v1/predict?model=all",
+                body_file,
+                args.duration,
+                rows,
+                audit_check(n_models),
+            )
             _, batch_rows = measure_batch(port)
             expected += batch_rows
             total = settled_rows(db)
-            print(f"\naudit DB holds {total:,} rows; 2xx responses counted by the clients "
-                  f"(warm-ups and batch included) imply {expected:,}; the {total - expected:+,} "
-                  f"are requests that completed after wrk stopped counting")
+            print(
+                f"\naudit DB holds {total:,} rows; 2xx responses counted by the clients "
+                f"(warm-ups and batch included) imply {expected:,}; the {total - expected:+,} "
+                f"are requests that completed after wrk stopped counting"
+            )
 
     print("\n== results (higher req/s ratio is better, lower p99 ratio is better) ==")
     print_table(rows)

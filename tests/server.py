@@ -37,13 +37,13 @@ class ChildProcess:
     def start(self, timeout: float = 60) -> ChildProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:  # the child keeps its own copy of the handle
-            self.proc = subprocess.Popen(self.command(), env=self.env, stdout=log,
-                                         stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                self.command(), env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n"
-                                   f"{self.log()}")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 if httpx.get(self.url + self.health, timeout=1).status_code == 200:
                     return self
@@ -79,12 +79,23 @@ class ServerProcess(ChildProcess):
     name = "server"
     health = "/readyz"
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None,
-                 args: list[str] | None = None) -> None:
-        super().__init__(data_dir, {**os.environ, "SEPSIS_API_DATA_DIR": str(data_dir),
-                                    **(env or {})})
+    def __init__(
+        self, data_dir: Path, env: dict[str, str] | None = None, args: list[str] | None = None
+    ) -> None:
+        super().__init__(
+            data_dir, {**os.environ, "SEPSIS_API_DATA_DIR": str(data_dir), **(env or {})}
+        )
         self.args = args or []
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "sepsis_api.cli", "serve", "--host", "127.0.0.1",
-                "--port", str(self.port), *self.args]
+        return [
+            sys.executable,
+            "-m",
+            "sepsis_api.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            *self.args,
+        ]

@@ -21,12 +21,14 @@ from sepsis_api.ml.data import DEFAULT_CHUNK_ROWS, DataError, RowError, iter_bat
 from sepsis_api.ml.registry import DEFAULT_POINTER, ArtifactError, ModelVersion, Registry
 from sepsis_api.schema import NOT_A_DEVICE
 
-app = typer.Typer(help="Sepsis Risk API: calibrated, explained sepsis-risk estimates.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Sepsis Risk API: calibrated, explained sepsis-risk estimates.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 models_app = typer.Typer(help="List and inspect trained model versions.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
-db_app = typer.Typer(help="The audit database's schema (Alembic migrations).",
-                     no_args_is_help=True)
+db_app = typer.Typer(help="The audit database's schema (Alembic migrations).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 console = Console(stderr=True, soft_wrap=True)  # messages stay on one greppable line
 # Tables stay unwrapped when piped to a file or another program.
@@ -61,15 +63,20 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same model.")] = 42,
     repeats: Annotated[int, typer.Option(help="Repeats of 5-fold cross-validation.")] = 5,
     jobs: Annotated[int, typer.Option(help="Worker processes (-1 = all cores).")] = -1,
-    set_default: Annotated[bool, typer.Option(
-        help="Make the new version the registry's default (writes OUT/DEFAULT).")] = False,
+    set_default: Annotated[
+        bool, typer.Option(help="Make the new version the registry's default (writes OUT/DEFAULT).")
+    ] = False,
 ) -> None:
     """Compare the candidate models, calibrate, choose threshold and bands, save a version."""
     from sepsis_api.ml.registry import save_run
     from sepsis_api.ml.train import train as run_training
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     try:
         with Progress(*columns, console=console, transient=True) as progress:
             tasks: dict[str, int] = {}
@@ -87,16 +94,24 @@ def train(
     except DataError as e:
         raise _fail(str(e)) from None
 
-    table = Table(title=f"Cross-validation ({run.n_repeats}x{run.n_splits}-fold), "
-                        f"mean [95% interval of folds]")
+    table = Table(
+        title=f"Cross-validation ({run.n_repeats}x{run.n_splits}-fold), "
+        f"mean [95% interval of folds]"
+    )
     for col in ("model", "calibration", "ROC AUC", "avg precision", "Brier", "threshold"):
         table.add_column(col)
     for name, r in run.candidates.items():
         m = r.metrics()
         fmt = lambda i: f"{i.mean:.3f} [{i.low:.3f}, {i.high:.3f}]"  # noqa: E731
         mark = " (default)" if name == run.default else ""
-        table.add_row(r.display_name + mark, r.calibration, fmt(m["roc_auc"]),
-                      fmt(m["average_precision"]), fmt(m["brier"]), f"{r.threshold:.3f}")
+        table.add_row(
+            r.display_name + mark,
+            r.calibration,
+            fmt(m["roc_auc"]),
+            fmt(m["average_precision"]),
+            fmt(m["brier"]),
+            f"{r.threshold:.3f}",
+        )
     out.print(table)
     out.print(f"version [bold]{run.version}[/] written to {path}")
     out.print(f"report: {path / 'report.html'}\nmodel card: {path / 'MODEL_CARD.md'}")
@@ -152,8 +167,14 @@ class _TableWriter:
                 self._pq = pq.ParquetWriter(self.path, table.schema)
             self._pq.write_table(table)
         else:
-            frame.to_csv(self.path, mode="w" if self._first else "a", header=self._first,
-                         index=False, float_format="%.6f", lineterminator="\n")
+            frame.to_csv(
+                self.path,
+                mode="w" if self._first else "a",
+                header=self._first,
+                index=False,
+                float_format="%.6f",
+                lineterminator="\n",
+            )
         self._first = False
 
     def close(self) -> None:
@@ -169,10 +190,14 @@ def _is_parquet(path: Path) -> bool:
 def predict(
     input_path: Annotated[Path, typer.Option("--input", help="CSV or Parquet of patients.")],
     output: Annotated[Path, typer.Option(help="Where to write scores (.csv or .parquet).")],
-    model: Annotated[str | None, typer.Option(
-        help="Model name, version, or VERSION/NAME (default: the served default).")] = None,
-    skip_invalid: Annotated[bool, typer.Option(
-        help="Write invalid rows with their reason to OUTPUT.rejected.csv and go on.")] = False,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model name, version, or VERSION/NAME (default: the served default)."),
+    ] = None,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(help="Write invalid rows with their reason to OUTPUT.rejected.csv and go on."),
+    ] = False,
     chunk_rows: Annotated[int, typer.Option(min=1, help="Rows per chunk.")] = DEFAULT_CHUNK_ROWS,
     registry: RegistryOpt = None,
 ) -> None:
@@ -191,11 +216,16 @@ def predict(
     rejected: list[RowError] = []
     rejected_path = output.with_name(output.stem + ".rejected.csv")
     scored = 0
-    columns = (TextColumn("scoring {task.fields[file]}"), TextColumn("{task.completed:,} rows"),
-               TimeElapsedColumn())
+    columns = (
+        TextColumn("scoring {task.fields[file]}"),
+        TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(),
+    )
     try:
-        with _atomic_path(output) as tmp, Progress(*columns, console=console,
-                                                   transient=True) as progress:
+        with (
+            _atomic_path(output) as tmp,
+            Progress(*columns, console=console, transient=True) as progress,
+        ):
             task = progress.add_task("score", total=None, file=input_path.name)
             writer = _TableWriter(tmp, _is_parquet(output))
             try:
@@ -204,16 +234,23 @@ def predict(
                         raise DataError(f"{input_path}: {batch.errors[0]}")
                     rejected.extend(batch.errors)
                     scores = predictor.score(batch.X, name)
-                    ids = [i if i is not None else str(r) for i, r in
-                           zip(batch.ids, batch.rows.tolist(), strict=True)]
-                    writer.write(pd.DataFrame({
-                        "ID": ids,
-                        "probability": scores.probability,
-                        "label": scores.label,
-                        "risk_band": scores.band,
-                        "model": np.full(len(batch), served.name),
-                        "model_version": np.full(len(batch), served.version),
-                    }, columns=list(OUTPUT_COLUMNS)))
+                    ids = [
+                        i if i is not None else str(r)
+                        for i, r in zip(batch.ids, batch.rows.tolist(), strict=True)
+                    ]
+                    writer.write(
+                        pd.DataFrame(
+                            {
+                                "ID": ids,
+                                "probability": scores.probability,
+                                "label": scores.label,
+                                "risk_band": scores.band,
+                                "model": np.full(len(batch), served.name),
+                                "model_version": np.full(len(batch), served.version),
+                            },
+                            columns=list(OUTPUT_COLUMNS),
+                        )
+                    )
                     scored += len(batch)
                     progress.update(task, completed=scored)
             finally:
@@ -223,8 +260,12 @@ def predict(
         raise _fail(f"{e}{hint}; nothing was written") from None
     if rejected:
         with _atomic_path(rejected_path) as tmp:
-            pd.DataFrame([{"row": r.row, "column": r.column, "value": r.value,
-                           "reason": r.reason} for r in rejected]).to_csv(tmp, index=False)
+            pd.DataFrame(
+                [
+                    {"row": r.row, "column": r.column, "value": r.value, "reason": r.reason}
+                    for r in rejected
+                ]
+            ).to_csv(tmp, index=False)
         console.print(f"{len(rejected)} invalid rows written to {rejected_path}")
     elif rejected_path.exists() and skip_invalid:
         rejected_path.unlink()
@@ -266,20 +307,34 @@ def models_show(
         out.print_json(json.dumps(mv.card))
         return
     out.print(f"[bold]{mv.version}[/]  {mv.path}  (all {len(mv.card['files'])} file hashes OK)")
-    out.print(f"trained {mv.card['created_at']} on {mv.card['training_data']['file']} "
-              f"({mv.card['training_data']['rows']} rows), seed {mv.card['seed']}")
+    out.print(
+        f"trained {mv.card['created_at']} on {mv.card['training_data']['file']} "
+        f"({mv.card['training_data']['rows']} rows), seed {mv.card['seed']}"
+    )
     table = Table()
-    for col in ("model", "calibration", "ROC AUC", "Brier", "threshold", "sensitivity",
-                "specificity", "bands (moderate / high from)"):
+    for col in (
+        "model",
+        "calibration",
+        "ROC AUC",
+        "Brier",
+        "threshold",
+        "sensitivity",
+        "specificity",
+        "bands (moderate / high from)",
+    ):
         table.add_column(col)
     for name in mv.model_names:
         m = mv.model_card(name)
         op = m["operating_point"]
         mark = " (default)" if name == mv.default_model else ""
         table.add_row(
-            name + mark, m["calibration"], f"{m['metrics']['roc_auc']['mean']:.3f}",
-            f"{m['metrics']['brier']['mean']:.3f}", f"{m['threshold']:.3f}",
-            f"{op['sensitivity']['value']:.2f}", f"{op['specificity']['value']:.2f}",
+            name + mark,
+            m["calibration"],
+            f"{m['metrics']['roc_auc']['mean']:.3f}",
+            f"{m['metrics']['brier']['mean']:.3f}",
+            f"{m['threshold']:.3f}",
+            f"{op['sensitivity']['value']:.2f}",
+            f"{op['specificity']['value']:.2f}",
             f"{m['risk_bands']['moderate_from']:.3f} / {m['risk_bands']['high_from']:.3f}",
         )
     out.print(table)
@@ -300,8 +355,10 @@ def models_activate(
     from sepsis_api.db.audit import open_audit
 
     open_audit(get_settings()).set_active_version(mv.version, by="cli")
-    out.print(f"active version is now {mv.version} (default model {mv.default_model}); "
-              f"servers follow within {get_settings().model_poll_seconds:g} s")
+    out.print(
+        f"active version is now {mv.version} (default model {mv.default_model}); "
+        f"servers follow within {get_settings().model_poll_seconds:g} s"
+    )
 
 
 # -- serve -----------------------------------------------------------------------------------
@@ -313,11 +370,13 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default: settings).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: settings).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
-    insecure: Annotated[bool, typer.Option(
-        help="Allow a non-loopback address without API keys.")] = False,
+    insecure: Annotated[
+        bool, typer.Option(help="Allow a non-loopback address without API keys.")
+    ] = False,
     log_level: Annotated[str, typer.Option(help="Server log level.")] = "info",
-    access_log: Annotated[bool | None, typer.Option(
-        help="One JSON line a request on stdout (default: settings).")] = None,
+    access_log: Annotated[
+        bool | None, typer.Option(help="One JSON line a request on stdout (default: settings).")
+    ] = None,
 ) -> None:
     """Start the HTTP API (uvicorn)."""
     import logging
@@ -327,8 +386,12 @@ def serve(
     from sepsis_api.keys import parse_keys
 
     # CLI options become settings, so every worker process sees the same configuration.
-    for name, value in (("HOST", host), ("PORT", port), ("WORKERS", workers),
-                        ("ACCESS_LOG", access_log)):
+    for name, value in (
+        ("HOST", host),
+        ("PORT", port),
+        ("WORKERS", workers),
+        ("ACCESS_LOG", access_log),
+    ):
         if value is not None:
             os.environ[f"SEPSIS_API_{name}"] = str(value)
     get_settings.cache_clear()
@@ -340,22 +403,32 @@ def serve(
         raise _fail(f"API keys: {e}") from None
     if not keys:
         if settings.host not in LOOPBACK and not insecure:
-            raise _fail(f"no API keys are configured, so the API would be open to anyone on "
-                        f"{settings.host}; set SEPSIS_API_KEYS (or SEPSIS_API_KEYS_FILE), bind "
-                        f"to 127.0.0.1, or pass --insecure")
-        console.print(f"[yellow]no API keys configured: authentication is off[/]"
-                      f"{'' if insecure else ' (listening on loopback only)'}")
+            raise _fail(
+                f"no API keys are configured, so the API would be open to anyone on "
+                f"{settings.host}; set SEPSIS_API_KEYS (or SEPSIS_API_KEYS_FILE), bind "
+                f"to 127.0.0.1, or pass --insecure"
+            )
+        console.print(
+            f"[yellow]no API keys configured: authentication is off[/]"
+            f"{'' if insecure else ' (listening on loopback only)'}"
+        )
     else:
         console.print(f"API keys required ({len(keys)} configured)")
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     if settings.workers > 1:
         _share_metrics_between_workers()
-    console.print(f"Sepsis Risk API on http://{settings.host}:{settings.port} "
-                  f"(docs at /docs)")
-    uvicorn.run("sepsis_api.api.app:create_app", factory=True, host=settings.host,
-                port=settings.port, workers=settings.workers, log_level=log_level,
-                access_log=False, timeout_graceful_shutdown=30)
+    console.print(f"Sepsis Risk API on http://{settings.host}:{settings.port} (docs at /docs)")
+    uvicorn.run(
+        "sepsis_api.api.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
 
 
 def _share_metrics_between_workers() -> None:
@@ -401,12 +474,16 @@ def up() -> None:
 
     settings = get_settings()
     api_url = f"http://{settings.host}:{settings.port}"
-    api = subprocess.Popen([sys.executable, "-m", "sepsis_api.cli", "serve",
-                            "--log-level", "warning"])
-    web = subprocess.Popen(ui_command(settings.ui_host, settings.ui_port),
-                           env=ui_env(api_url, settings.ui_key()))
-    console.print(f"API     http://{settings.host}:{settings.port}  (docs at /docs)\n"
-                  f"web UI  http://{settings.ui_host}:{settings.ui_port}\nCtrl-C stops both.")
+    api = subprocess.Popen(
+        [sys.executable, "-m", "sepsis_api.cli", "serve", "--log-level", "warning"]
+    )
+    web = subprocess.Popen(
+        ui_command(settings.ui_host, settings.ui_port), env=ui_env(api_url, settings.ui_key())
+    )
+    console.print(
+        f"API     http://{settings.host}:{settings.port}  (docs at /docs)\n"
+        f"web UI  http://{settings.ui_host}:{settings.ui_port}\nCtrl-C stops both."
+    )
     children = (api, web)
     try:
         while all(p.poll() is None for p in children):
@@ -449,8 +526,10 @@ def db_upgrade() -> None:
     engine = _engine()
     before = migrate.current_revision(engine)
     migrate.upgrade(engine)
-    out.print(f"audit database {engine.url.render_as_string(hide_password=True)}: "
-              f"{before or 'empty'} -> {migrate.current_revision(engine)}")
+    out.print(
+        f"audit database {engine.url.render_as_string(hide_password=True)}: "
+        f"{before or 'empty'} -> {migrate.current_revision(engine)}"
+    )
 
 
 @db_app.command("current")
@@ -461,8 +540,10 @@ def db_current() -> None:
     engine = _engine()
     current, head = migrate.current_revision(engine), migrate.head_revision(engine)
     state = "up to date" if current == head else "behind: run `sepsis-api db upgrade`"
-    out.print(f"{engine.url.render_as_string(hide_password=True)}: revision "
-              f"{current or 'none'} (this release: {head}) - {state}")
+    out.print(
+        f"{engine.url.render_as_string(hide_password=True)}: revision "
+        f"{current or 'none'} (this release: {head}) - {state}"
+    )
     if current != head:
         raise typer.Exit(1)
 

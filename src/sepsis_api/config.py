@@ -13,10 +13,10 @@ if TYPE_CHECKING:  # the web UI reads settings too and must not load the ML code
     from sepsis_api.ml.registry import Registry
 
 
-
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SEPSIS_API_", env_file=".env", extra="ignore",
-                                      populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="SEPSIS_API_", env_file=".env", extra="ignore", populate_by_name=True
+    )
 
     model_dir: Path | None = Field(
         default=None,
@@ -51,8 +51,9 @@ class Settings(BaseSettings):
         "loopback only.",
     )
     api_keys_file: Path | None = Field(
-        default=None, validation_alias=AliasChoices("SEPSIS_API_KEYS_FILE", "api_keys_file"),
-        description="File with one KEY or ID:KEY per line (# comments allowed)."
+        default=None,
+        validation_alias=AliasChoices("SEPSIS_API_KEYS_FILE", "api_keys_file"),
+        description="File with one KEY or ID:KEY per line (# comments allowed).",
     )
     admin_keys: str | None = Field(
         default=None,
@@ -60,8 +61,9 @@ class Settings(BaseSettings):
         "activation); they work on every other route too. Unset: the admin routes are off.",
     )
     admin_keys_file: Path | None = Field(
-        default=None, description="File with one admin ID:KEY per line (# comments allowed), "
-        "e.g. a container secret; added to SEPSIS_API_ADMIN_KEYS."
+        default=None,
+        description="File with one admin ID:KEY per line (# comments allowed), "
+        "e.g. a container secret; added to SEPSIS_API_ADMIN_KEYS.",
     )
     model_poll_seconds: float = Field(
         default=5.0,
@@ -89,8 +91,9 @@ class Settings(BaseSettings):
         default=None, description="API key the web UI sends (when the API requires keys)."
     )
     ui_api_key_file: Path | None = Field(
-        default=None, description="File holding the key the web UI sends (its first KEY or "
-        "ID:KEY line), e.g. a container secret; used when SEPSIS_API_UI_API_KEY is unset."
+        default=None,
+        description="File holding the key the web UI sends (its first KEY or "
+        "ID:KEY line), e.g. a container secret; used when SEPSIS_API_UI_API_KEY is unset.",
     )
     ui_host: str = Field(default="127.0.0.1", description="Address `sepsis-api ui` binds to.")
     ui_port: int = Field(default=8501, description="Port `sepsis-api ui` listens on.")

@@ -37,8 +37,10 @@ def new_ids(n: int) -> list[str]:
         rand = _random.randbytes(8 * n)
     if n < 32:
         lows = struct.unpack(f"<{n}Q", rand)
-        return [_format((ms + k // 4096) << 16 | 0x7000 | k % 4096, low)
-                for k, low in zip(range(first, first + n), lows, strict=True)]
+        return [
+            _format((ms + k // 4096) << 16 | 0x7000 | k % 4096, low)
+            for k, low in zip(range(first, first + n), lows, strict=True)
+        ]
     # Many at once (a batch): the same numbers with numpy, spelled out as hex digits with the
     # dashes in place, decoded as one string and cut into ids.
     counter = np.arange(first, first + n, dtype=np.uint64)
@@ -50,7 +52,7 @@ def new_ids(n: int) -> list[str]:
     text[:, _DIGIT_AT[0::2]] = _HEX[octets >> 4]
     text[:, _DIGIT_AT[1::2]] = _HEX[octets & 0xF]
     flat = text.tobytes().decode("ascii")
-    return [flat[i:i + 36] for i in range(0, 36 * n, 36)]
+    return [flat[i : i + 36] for i in range(0, 36 * n, 36)]
 
 
 _VARIANT = 0b10 << 62  # RFC 9562 variant bits above 62 random bits

@@ -11,7 +11,8 @@ def parse_keys(spec: str | None, keys_file: Path | None) -> dict[str, str]:
     entries = [e.strip() for e in (spec or "").split(",")]
     if keys_file is not None:
         entries += [
-            line.strip() for line in keys_file.read_text(encoding="utf-8").splitlines()
+            line.strip()
+            for line in keys_file.read_text(encoding="utf-8").splitlines()
             if line.strip() and not line.lstrip().startswith("#")
         ]
     keys: dict[str, str] = {}

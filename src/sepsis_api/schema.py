@@ -69,8 +69,15 @@ FEATURES: tuple[Feature, ...] = (
     Feature("BD2", "blood_work_result_4", "Blood work result 4", "mu U/ml", 0, 10, False),
     Feature("Age", "age", "Age", "years", 0, 120, False, integer=True),
     Feature(
-        "Insurance", "insurance", "Holds health insurance (1) or not (0)", None, 0, 1, False,
-        integer=True, choices=(0, 1),
+        "Insurance",
+        "insurance",
+        "Holds health insurance (1) or not (0)",
+        None,
+        0,
+        1,
+        False,
+        integer=True,
+        choices=(0, 1),
     ),
 )
 

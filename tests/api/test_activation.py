@@ -33,8 +33,7 @@ def test_admin_route_needs_an_admin_key(make_client, registry):
     client = make_client(model_dir=registry, admin_keys=ADMIN, api_keys="ui:" + "u" * 20)
     body = {"version": "x"}
     assert client.post("/v1/admin/activate", json=body).status_code == 401
-    user = client.post("/v1/admin/activate", json=body,
-                       headers={"X-API-Key": "u" * 20})
+    user = client.post("/v1/admin/activate", json=body, headers={"X-API-Key": "u" * 20})
     assert user.status_code == 401  # an ordinary key is not enough
     unknown = client.post("/v1/admin/activate", json=body, headers=ADMIN_HEADERS)
     assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "version"
@@ -54,21 +53,28 @@ def test_activation_switches_the_served_version(make_client, registry, shipped, 
     client = make_client(model_dir=registry, admin_keys=ADMIN)
     before = client.post("/v1/predict", json=PATIENT).json()["predictions"][0]
     assert before["model_version"] == shipped.version
-    r = client.post("/v1/admin/activate", json={"version": small_version.version},
-                    headers=ADMIN_HEADERS)
+    r = client.post(
+        "/v1/admin/activate", json={"version": small_version.version}, headers=ADMIN_HEADERS
+    )
     assert r.status_code == 200
-    assert r.json() == {"version": small_version.version,
-                        "default_model": small_version.default_model,
-                        "previous": shipped.version}
+    assert r.json() == {
+        "version": small_version.version,
+        "default_model": small_version.default_model,
+        "previous": shipped.version,
+    }
     after = client.post("/v1/predict", json=PATIENT).json()["predictions"][0]
     assert after["model_version"] == small_version.version
     assert client.get("/v1/models").json()["version"] == small_version.version
 
 
 def test_switch_under_load_fails_no_request_and_a_second_server_follows(
-        tmp_path, registry, shipped, small_version):
-    env = {"SEPSIS_API_MODEL_DIR": str(registry), "SEPSIS_API_ADMIN_KEYS": ADMIN,
-           "SEPSIS_API_MODEL_POLL_SECONDS": "0.5"}
+    tmp_path, registry, shipped, small_version
+):
+    env = {
+        "SEPSIS_API_MODEL_DIR": str(registry),
+        "SEPSIS_API_ADMIN_KEYS": ADMIN,
+        "SEPSIS_API_MODEL_POLL_SECONDS": "0.5",
+    }
     data = tmp_path / "shared"  # both servers share one SQLite audit database
     with ServerProcess(data, env=env) as one, ServerProcess(data, env=env) as two:
         versions: list[str] = []
@@ -84,10 +90,12 @@ def test_switch_under_load_fails_no_request_and_a_second_server_follows(
                     else:
                         versions.append(r.json()["predictions"][0]["model_version"])
 
-        workers = [threading.Thread(target=load, args=(srv.url,))
-                   for srv in (one, two) for _ in range(3)]
+        workers = [
+            threading.Thread(target=load, args=(srv.url,)) for srv in (one, two) for _ in range(3)
+        ]
         for w in workers:
             w.start()
+
         def wait_until(condition, seconds: float = 60) -> None:
             end = time.monotonic() + seconds
             while not condition() and time.monotonic() < end and not failures:
@@ -95,8 +103,12 @@ def test_switch_under_load_fails_no_request_and_a_second_server_follows(
 
         try:
             wait_until(lambda: len(versions) >= 200)
-            r = httpx.post(one.url + "/v1/admin/activate", headers=ADMIN_HEADERS,
-                           json={"version": small_version.version}, timeout=60)
+            r = httpx.post(
+                one.url + "/v1/admin/activate",
+                headers=ADMIN_HEADERS,
+                json={"version": small_version.version},
+                timeout=60,
+            )
             assert r.status_code == 200, r.text
             time.sleep(2)  # > 3 poll intervals: the second server has switched by now
             seen = len(versions)
@@ -116,9 +128,13 @@ def test_switch_under_load_fails_no_request_and_a_second_server_follows(
 
 def test_cli_activation_is_what_servers_start_on(tmp_path, registry, small_version):
     env = {"SEPSIS_API_MODEL_DIR": str(registry), "SEPSIS_API_DATA_DIR": str(tmp_path / "d")}
-    proc = subprocess.run([sys.executable, "-m", "sepsis_api.cli", "models", "activate",
-                           small_version.version], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **env})
+    proc = subprocess.run(
+        [sys.executable, "-m", "sepsis_api.cli", "models", "activate", small_version.version],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
     assert proc.returncode == 0, proc.stderr
     assert small_version.version in proc.stdout
     with ServerProcess(tmp_path / "d", env=env) as srv:

@@ -87,8 +87,7 @@ def test_protected_route_with_a_wrong_key_is_401(secured, method, path, body):
 
 
 @pytest.mark.parametrize(("method", "path", "body"), PROTECTED, ids=ROUTE_IDS)
-def test_protected_route_with_a_malformed_authorization_header_is_401(
-        secured, method, path, body):
+def test_protected_route_with_a_malformed_authorization_header_is_401(secured, method, path, body):
     for authorization in MALFORMED:
         assert_unauthorized(call(secured, method, path, body, {"Authorization": authorization}))
 
@@ -101,8 +100,9 @@ def test_every_documented_operation_outside_the_open_ones_needs_a_key(secured):
             continue
         concrete = re.sub(r"\{[^}]+\}", "x", path)
         for method in operations:
-            r = secured.request(method.upper(), concrete,
-                                json={} if method in ("post", "put", "patch") else None)
+            r = secured.request(
+                method.upper(), concrete, json={} if method in ("post", "put", "patch") else None
+            )
             # admin routes are switched off entirely without admin keys
             expected = 403 if path.startswith("/v1/admin/") else 401
             assert r.status_code == expected, f"{method.upper()} {path}: {r.status_code} {r.text}"
@@ -117,13 +117,18 @@ def test_refused_calls_record_nothing(secured):
     assert history(secured).json()["items"] == []
 
 
-@pytest.mark.parametrize(("content", "ctype"), [
-    (b'{"PRG": 6,', "application/json"),
-    (b"PRG=6", "text/plain"),
-], ids=["malformed json", "plain text"])
+@pytest.mark.parametrize(
+    ("content", "ctype"),
+    [
+        (b'{"PRG": 6,', "application/json"),
+        (b"PRG=6", "text/plain"),
+    ],
+    ids=["malformed json", "plain text"],
+)
 def test_key_is_checked_before_the_body(secured, content, ctype):
-    assert_unauthorized(secured.post("/v1/predict", content=content,
-                                     headers={"content-type": ctype}))
+    assert_unauthorized(
+        secured.post("/v1/predict", content=content, headers={"content-type": ctype})
+    )
 
 
 # -- accepted --------------------------------------------------------------------------------
@@ -163,7 +168,8 @@ def test_keys_never_appear_in_the_audit_log(secured):
     items = listing.json()["items"]
     assert {i["caller"] for i in items} == {"ui", "ehr"}
     texts = [listing.text] + [
-        secured.get(f"/v1/predictions/{i['prediction_id']}", headers=EHR).text for i in items]
+        secured.get(f"/v1/predictions/{i['prediction_id']}", headers=EHR).text for i in items
+    ]
     for text in texts:
         assert UI_KEY not in text and EHR_KEY not in text
 
@@ -234,8 +240,9 @@ def test_keys_file_keys_work_and_comments_are_not_keys(make_client, tmp_path):
     keys = tmp_path / "keys"
     keys.write_text(f"{comment}\n\nward:{'c' * 24}\n", encoding="utf-8")
     client = make_client(api_keys_file=keys)
-    assert client.post("/v1/predict", json=PATIENT,
-                       headers={"X-API-Key": "c" * 24}).status_code == 200
+    assert (
+        client.post("/v1/predict", json=PATIENT, headers={"X-API-Key": "c" * 24}).status_code == 200
+    )
     [item] = client.get("/v1/predictions", headers={"X-API-Key": "c" * 24}).json()["items"]
     assert item["caller"] == "ward"
     assert_unauthorized(client.get("/v1/models", headers={"X-API-Key": comment}))

@@ -82,12 +82,15 @@ def test_missing_required_field_is_named_with_its_rule(client):
     assert "Age" in error["message"]
 
 
-@pytest.mark.parametrize(("field", "value", "rule"), [
-    ("Age", 500, "0 to 120"),
-    ("M11", 900, "0 to 100"),
-    ("PR", -1, "0 to 250"),
-    ("Insurance", 2, "one of 0, 1"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "rule"),
+    [
+        ("Age", 500, "0 to 120"),
+        ("M11", 900, "0 to 100"),
+        ("PR", -1, "0 to 250"),
+        ("Insurance", 2, "one of 0, 1"),
+    ],
+)
 def test_out_of_range_value_is_rejected_naming_field_value_and_range(client, field, value, rule):
     body = rejected(client, client.post("/v1/predict", json=patient(**{field: value})), 422)
     error = only_error(body)
@@ -107,9 +110,14 @@ def test_unknown_field_is_rejected_listing_the_known_fields(client):
     assert "ID" in error["expected"]
 
 
-@pytest.mark.parametrize(("field", "token"), [
-    ("PL", "NaN"), ("PL", "Infinity"), ("Age", "-Infinity"),
-])
+@pytest.mark.parametrize(
+    ("field", "token"),
+    [
+        ("PL", "NaN"),
+        ("PL", "Infinity"),
+        ("Age", "-Infinity"),
+    ],
+)
 def test_nan_and_infinity_in_the_json_text_are_rejected(client, field, token):
     text = json.dumps(patient(**{field: 12345})).replace("12345", token)
     assert token in text
@@ -153,8 +161,9 @@ def test_invalid_json_error_names_no_field(client):
 
 
 def test_json_that_is_not_utf8_is_rejected_saying_so(client):
-    body = rejected(client, client.post("/v1/predict", content=b'\xff{"PRG": 6}', headers=JSON),
-                    400)
+    body = rejected(
+        client, client.post("/v1/predict", content=b'\xff{"PRG": 6}', headers=JSON), 400
+    )
     assert "UTF-8" in body["detail"]
 
 
@@ -166,8 +175,9 @@ def test_json_array_where_an_object_is_expected_is_rejected(client):
 
 
 def test_non_json_content_type_is_415(client):
-    r = client.post("/v1/predict", content=json.dumps(PATIENT).encode(),
-                    headers={"content-type": "text/plain"})
+    r = client.post(
+        "/v1/predict", content=json.dumps(PATIENT).encode(), headers={"content-type": "text/plain"}
+    )
     body = rejected(client, r, 415)
     assert "text/plain" in body["detail"] and "application/json" in body["detail"]
 
@@ -192,8 +202,7 @@ def test_oversized_streamed_body_is_413_naming_the_limit(make_client):
 
 def test_unknown_model_is_rejected_listing_the_valid_choices(client):
     served = client.get("/v1/models").json()
-    body = rejected(client, client.post("/v1/predict", json=PATIENT, params={"model": "nope"}),
-                    422)
+    body = rejected(client, client.post("/v1/predict", json=PATIENT, params={"model": "nope"}), 422)
     error = only_error(body)
     assert error["field"] == "model"
     assert error["value"] == "nope"
@@ -209,14 +218,18 @@ def test_explain_that_is_not_a_boolean_is_rejected(client):
     assert "boolean" in error["expected"]
 
 
-@pytest.mark.parametrize(("method", "path", "param", "value"), [
-    ("POST", "/v1/predict", "explain", "maybe"),
-    ("GET", "/v1/predictions", "limit", "0"),
-    ("GET", "/v1/predictions", "label", "Maybe"),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "param", "value"),
+    [
+        ("POST", "/v1/predict", "explain", "maybe"),
+        ("GET", "/v1/predictions", "limit", "0"),
+        ("GET", "/v1/predictions", "label", "Maybe"),
+    ],
+)
 def test_query_parameter_errors_name_the_parameter_itself(client, method, path, param, value):
-    r = client.request(method, path, json=PATIENT if method == "POST" else None,
-                       params={param: value})
+    r = client.request(
+        method, path, json=PATIENT if method == "POST" else None, params={param: value}
+    )
     assert only_error(rejected(client, r, 422))["field"] == param
 
 
@@ -252,14 +265,18 @@ def test_batch_invalid_in_a_late_chunk_rolls_back_the_chunks_already_inserted(cl
     batch[-2]["ID"] = 17
     body = rejected(client, client.post("/v1/predict/batch", json={"patients": batch}), 422)
     assert [(e["row"], e["field"]) for e in body["errors"]] == [
-        (late, "PL"), (len(batch) - 2, "ID")]
+        (late, "PL"),
+        (len(batch) - 2, "ID"),
+    ]
     assert body["detail"].startswith("invalid batch: 2 problem(s)")
 
 
 def test_batch_envelope_variants_are_worded_by_the_schema(client):
-    for body, fields in (({"patients": patients(2), "extra": 1}, {"extra"}),
-                         ({"patient": patients(2)}, {"patients", "patient"}),
-                         ([patient()], {None})):
+    for body, fields in (
+        ({"patients": patients(2), "extra": 1}, {"extra"}),
+        ({"patient": patients(2)}, {"patients", "patient"}),
+        ([patient()], {None}),
+    ):
         errors = rejected(client, client.post("/v1/predict/batch", json=body), 422)["errors"]
         assert {e["field"] for e in errors} == fields, errors
 
@@ -319,8 +336,9 @@ def test_csv_that_is_not_utf8_is_rejected(client):
 
 
 def test_multipart_without_a_file_field_is_rejected_naming_file(client):
-    r = client.post("/v1/predict/batch",
-                    files={"upload": ("ward.csv", (HEADER + ROW.format(id="P1")).encode())})
+    r = client.post(
+        "/v1/predict/batch", files={"upload": ("ward.csv", (HEADER + ROW.format(id="P1")).encode())}
+    )
     body = rejected(client, r, 422)
     error = only_error(body)
     assert error["field"] == "file"
@@ -328,8 +346,9 @@ def test_multipart_without_a_file_field_is_rejected_naming_file(client):
 
 
 def test_batch_with_an_unsupported_content_type_is_415(client):
-    r = client.post("/v1/predict/batch", content=b"<patients/>",
-                    headers={"content-type": "application/xml"})
+    r = client.post(
+        "/v1/predict/batch", content=b"<patients/>", headers={"content-type": "application/xml"}
+    )
     body = rejected(client, r, 415)
     for accepted in ("application/xml", "application/json", "text/csv", "multipart/form-data"):
         assert accepted in body["detail"]
@@ -348,8 +367,9 @@ def test_batch_refuses_model_all(client):
 
 @pytest.mark.parametrize(("limit", "bound"), [("0", "1"), ("100000", "500")])
 def test_history_limit_out_of_range_is_rejected(client, limit, bound):
-    error = only_error(rejected(client, client.get("/v1/predictions", params={"limit": limit}),
-                                422))
+    error = only_error(
+        rejected(client, client.get("/v1/predictions", params={"limit": limit}), 422)
+    )
     assert error["field"].endswith("limit")
     assert error["value"] == limit
     assert bound in error["expected"]
@@ -364,8 +384,9 @@ def test_history_since_without_a_time_zone_is_rejected(client):
 
 
 def test_history_unknown_label_is_rejected_listing_the_labels(client):
-    error = only_error(rejected(client, client.get("/v1/predictions", params={"label": "Maybe"}),
-                                422))
+    error = only_error(
+        rejected(client, client.get("/v1/predictions", params={"label": "Maybe"}), 422)
+    )
     assert error["field"].endswith("label")
     assert error["value"] == "Maybe"
     assert "Positive" in error["expected"] and "Negative" in error["expected"]
@@ -400,7 +421,8 @@ def test_request_id_is_generated_when_the_client_sends_none(client):
 
 
 def test_unsafe_client_request_id_is_replaced_not_echoed(client):
-    r = client.post("/v1/predict", json=patient(Age=500),
-                    headers={"X-Request-ID": "<script>alert(1)</script>"})
+    r = client.post(
+        "/v1/predict", json=patient(Age=500), headers={"X-Request-ID": "<script>alert(1)</script>"}
+    )
     assert "<" not in r.headers["x-request-id"]
     assert rejected(client, r, 422)["request_id"] == r.headers["x-request-id"]

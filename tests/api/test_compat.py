@@ -10,8 +10,10 @@ from sepsis_api.schema import FEATURES
 
 CASE_STUDY_MODELS = ("logistic_regression", "random_forest")
 REPLY_KEYS = {
-    "logistic_regression_prediction", "random_forest_prediction",
-    "logistic_regression_probability", "random_forest_probability",
+    "logistic_regression_prediction",
+    "random_forest_prediction",
+    "logistic_regression_probability",
+    "random_forest_probability",
 }
 
 

@@ -30,12 +30,18 @@ def test_predict_returns_a_calibrated_estimate_with_threshold_and_band(client, s
     assert p["model"] == shipped.default_model and p["model_version"] == shipped.version
     assert p["threshold"] == card["threshold"]
     expected = shipped.load_sklearn(p["model"]).predict_proba(
-        np.array([[PATIENT[f.code] for f in FEATURES]], dtype=float))[0, 1]
+        np.array([[PATIENT[f.code] for f in FEATURES]], dtype=float)
+    )[0, 1]
     assert p["probability"] == pytest.approx(expected, abs=1e-9)
     assert p["label"] == ("Positive" if p["probability"] >= p["threshold"] else "Negative")
     bands = card["risk_bands"]
-    band = ("high" if p["probability"] >= bands["high_from"] else
-            "moderate" if p["probability"] >= bands["moderate_from"] else "low")
+    band = (
+        "high"
+        if p["probability"] >= bands["high_from"]
+        else "moderate"
+        if p["probability"] >= bands["moderate_from"]
+        else "low"
+    )
     assert p["risk_band"] == band
     assert p["contributions"] is None
 
@@ -62,7 +68,8 @@ def test_model_all_returns_every_model_side_by_side(client, shipped):
 
 def test_model_by_name_and_by_version(client, shipped):
     assert _one(client, PATIENT, model="random_forest")["predictions"][0]["model"] == (
-        "random_forest")
+        "random_forest"
+    )
     by_version = _one(client, PATIENT, model=shipped.version)["predictions"][0]
     assert by_version["model"] == shipped.default_model
 
@@ -81,8 +88,11 @@ def test_explain_gives_sorted_contributions_with_the_patients_values(client, shi
     # For the logistic regression the contribution is exactly coefficient x scaled distance
     # from the median.
     model = shipped.load_sklearn(shipped.default_model)
-    pipe = model.calibrated_classifiers_[0].estimator if hasattr(
-        model, "calibrated_classifiers_") else model
+    pipe = (
+        model.calibrated_classifiers_[0].estimator
+        if hasattr(model, "calibrated_classifiers_")
+        else model
+    )
     j = [f.code for f in FEATURES].index("PL")
     coef = pipe.named_steps["model"].coef_[0][j] / pipe.named_steps["scale"].scale_[j]
     median = pipe.named_steps["impute"].statistics_[j]
@@ -146,24 +156,36 @@ def test_a_batch_spanning_several_insert_statements_is_recorded_whole(client):
 
 def test_batch_csv_body_upload_and_csv_reply(client, test_csv):
     data = test_csv.read_bytes()  # BOM and CR line endings, as shipped
-    as_body = client.post("/v1/predict/batch", content=data,
-                          headers={"content-type": "text/csv"}).json()
+    as_body = client.post(
+        "/v1/predict/batch", content=data, headers={"content-type": "text/csv"}
+    ).json()
     assert as_body["count"] == 169
-    upload = client.post("/v1/predict/batch", files={"file": ("ward.csv", data, "text/csv")},
-                         headers={"accept": "text/csv"})
+    upload = client.post(
+        "/v1/predict/batch",
+        files={"file": ("ward.csv", data, "text/csv")},
+        headers={"accept": "text/csv"},
+    )
     assert upload.status_code == 200 and upload.headers["content-type"].startswith("text/csv")
     frame = pd.read_csv(io.StringIO(upload.text))
-    assert list(frame.columns) == ["index", "ID", "prediction_id", "probability", "label",
-                                   "risk_band", "model", "model_version"]
+    assert list(frame.columns) == [
+        "index",
+        "ID",
+        "prediction_id",
+        "probability",
+        "label",
+        "risk_band",
+        "model",
+        "model_version",
+    ]
     assert len(frame) == 169
     assert list(frame["ID"]) == [x["patient_id"] for x in as_body["results"]]
-    np.testing.assert_allclose(frame["probability"],
-                               [x["probability"] for x in as_body["results"]], atol=1e-6)
+    np.testing.assert_allclose(
+        frame["probability"], [x["probability"] for x in as_body["results"]], atol=1e-6
+    )
 
 
 def test_history_pages_newest_first_without_gaps_or_repeats(client):
-    ids = [_one(client, patient(ID=f"H{i}"))["predictions"][0]["prediction_id"]
-           for i in range(7)]
+    ids = [_one(client, patient(ID=f"H{i}"))["predictions"][0]["prediction_id"] for i in range(7)]
     seen, cursor = [], None
     while True:
         params = {"limit": 3} | ({"cursor": cursor} if cursor else {})
@@ -244,9 +266,17 @@ def test_metrics_count_requests_predictions_bands_and_batches(client):
 
 def test_openapi_documents_every_route_with_examples(client):
     spec = client.get("/openapi.json").json()
-    for path in ("/v1/predict", "/v1/predict/batch", "/v1/predictions",
-                 "/v1/predictions/{prediction_id}", "/v1/models", "/v1/features", "/predict",
-                 "/healthz", "/readyz"):
+    for path in (
+        "/v1/predict",
+        "/v1/predict/batch",
+        "/v1/predictions",
+        "/v1/predictions/{prediction_id}",
+        "/v1/models",
+        "/v1/features",
+        "/predict",
+        "/healthz",
+        "/readyz",
+    ):
         assert path in spec["paths"], path
     batch_body = spec["paths"]["/v1/predict/batch"]["post"]["requestBody"]["content"]
     assert {"application/json", "text/csv", "multipart/form-data"} <= set(batch_body)

@@ -28,8 +28,7 @@ def test_predict_scores_every_row_of_the_test_file(test_csv, tmp_path, shipped):
     out = tmp_path / "scores.csv"
     run("predict", "--input", str(test_csv), "--output", str(out))
     df = pd.read_csv(out)
-    assert list(df.columns) == ["ID", "probability", "label", "risk_band", "model",
-                                "model_version"]
+    assert list(df.columns) == ["ID", "probability", "label", "risk_band", "model", "model_version"]
     assert len(df) == 169
     assert list(df["ID"]) == load_table(test_csv).ids  # input order kept
     assert df["probability"].between(0, 1).all()
@@ -45,8 +44,17 @@ def test_predict_with_a_named_model_and_parquet_both_ways(test_csv, tmp_path):
     src = tmp_path / "in.parquet"
     pd.read_csv(test_csv, encoding="utf-8-sig").to_parquet(src)
     out = tmp_path / "out.parquet"
-    run("predict", "--input", str(src), "--output", str(out), "--model", "random_forest",
-        "--chunk-rows", "50")
+    run(
+        "predict",
+        "--input",
+        str(src),
+        "--output",
+        str(out),
+        "--model",
+        "random_forest",
+        "--chunk-rows",
+        "50",
+    )
     df = pd.read_parquet(out)
     assert len(df) == 169 and set(df["model"]) == {"random_forest"}
 
@@ -63,8 +71,16 @@ def _bad_copy(test_csv: Path, tmp_path: Path) -> Path:
 
 def test_a_bad_row_stops_the_run_and_writes_nothing(test_csv, tmp_path):
     out = tmp_path / "scores.csv"
-    proc = run("predict", "--input", str(_bad_copy(test_csv, tmp_path)), "--output", str(out),
-               "--chunk-rows", "7", check=False)
+    proc = run(
+        "predict",
+        "--input",
+        str(_bad_copy(test_csv, tmp_path)),
+        "--output",
+        str(out),
+        "--chunk-rows",
+        "7",
+        check=False,
+    )
     assert proc.returncode == 2
     assert "row 5, column Age, value 'five hundred'" in proc.stderr
     assert not out.exists()
@@ -73,8 +89,14 @@ def test_a_bad_row_stops_the_run_and_writes_nothing(test_csv, tmp_path):
 
 def test_skip_invalid_sets_bad_rows_aside(test_csv, tmp_path):
     out = tmp_path / "scores.csv"
-    run("predict", "--input", str(_bad_copy(test_csv, tmp_path)), "--output", str(out),
-        "--skip-invalid")
+    run(
+        "predict",
+        "--input",
+        str(_bad_copy(test_csv, tmp_path)),
+        "--output",
+        str(out),
+        "--skip-invalid",
+    )
     assert len(pd.read_csv(out)) == 167
     rejected = pd.read_csv(tmp_path / "scores.rejected.csv")
     assert list(rejected["row"]) == [5, 9]
@@ -83,8 +105,16 @@ def test_skip_invalid_sets_bad_rows_aside(test_csv, tmp_path):
 
 
 def test_unknown_model_is_a_clear_error(test_csv, tmp_path):
-    proc = run("predict", "--input", str(test_csv), "--output", str(tmp_path / "x.csv"),
-               "--model", "deep_net", check=False)
+    proc = run(
+        "predict",
+        "--input",
+        str(test_csv),
+        "--output",
+        str(tmp_path / "x.csv"),
+        "--model",
+        "deep_net",
+        check=False,
+    )
     assert proc.returncode == 2
     assert "deep_net" in proc.stderr and "logistic_regression" in proc.stderr
 
@@ -109,8 +139,18 @@ def test_models_show_refuses_a_tampered_version(shipped, tmp_path):
 
 @pytest.mark.slow
 def test_train_writes_a_complete_version(train_csv, tmp_path):
-    proc = run("train", "--data", str(train_csv), "--out", str(tmp_path), "--repeats", "1",
-               "--seed", "3", "--set-default")
+    proc = run(
+        "train",
+        "--data",
+        str(train_csv),
+        "--out",
+        str(tmp_path),
+        "--repeats",
+        "1",
+        "--seed",
+        "3",
+        "--set-default",
+    )
     assert "Logistic regression" in proc.stdout and "Random forest" in proc.stdout
     version = (tmp_path / "DEFAULT").read_text().strip()
     vdir = tmp_path / version
@@ -123,7 +163,9 @@ def test_train_writes_a_complete_version(train_csv, tmp_path):
 
 def test_train_on_a_bad_file_names_the_problem(tmp_path):
     bad = tmp_path / "t.csv"
-    bad.write_text("ID,PRG,PL,PR,SK,TS,M11,BD2,Age,Insurance,Sepssis\nA,1,2,3,4,5,6,0.1,30,1,Maybe\n")
+    bad.write_text(
+        "ID,PRG,PL,PR,SK,TS,M11,BD2,Age,Insurance,Sepssis\nA,1,2,3,4,5,6,0.1,30,1,Maybe\n"
+    )
     proc = run("train", "--data", str(bad), "--out", str(tmp_path / "out"), check=False)
     assert proc.returncode == 2
     assert "row 1, column Sepssis, value 'Maybe'" in proc.stderr

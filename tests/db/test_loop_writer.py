@@ -35,12 +35,27 @@ class CountingWriter(AuditWriter):
 
 
 def _rows(audit: AuditLog, n: int = 1) -> list[tuple]:
-    return audit.insert.params(n, {
-        "id": new_ids(n), "probability": [0.5] * n, "label": ["Positive"] * n,
-        "risk_band": ["high"] * n, "model_name": ["m"] * n, "model_version": ["v"] * n,
-        "threshold": [0.3] * n, "contributions": [None] * n,
-    }, {"created_at": datetime.now(UTC), "request_id": "r", "caller": "c", "source": "predict",
-        "patient_id": "P1", "inputs": {"PL": 148}})
+    return audit.insert.params(
+        n,
+        {
+            "id": new_ids(n),
+            "probability": [0.5] * n,
+            "label": ["Positive"] * n,
+            "risk_band": ["high"] * n,
+            "model_name": ["m"] * n,
+            "model_version": ["v"] * n,
+            "threshold": [0.3] * n,
+            "contributions": [None] * n,
+        },
+        {
+            "created_at": datetime.now(UTC),
+            "request_id": "r",
+            "caller": "c",
+            "source": "predict",
+            "patient_id": "P1",
+            "inputs": {"PL": 148},
+        },
+    )
 
 
 def _count(audit: AuditLog) -> int:

@@ -17,8 +17,13 @@ _names = itertools.count()
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sepsis_api.cli", *args], capture_output=True,
-                          text=True, timeout=120, env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, "-m", "sepsis_api.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
 
 
 def test_migrate_then_two_servers_share_one_history(postgres, tmp_path):
@@ -60,8 +65,9 @@ def test_migrate_then_two_servers_share_one_history(postgres, tmp_path):
 
 def test_server_refuses_a_database_whose_schema_is_behind(postgres, tmp_path):
     url = postgres.create_database(f"behind_{next(_names)}")
-    srv = ServerProcess(tmp_path, env={"SEPSIS_API_DATABASE_URL": url,
-                                       "SEPSIS_API_DB_AUTO_UPGRADE": "false"})
+    srv = ServerProcess(
+        tmp_path, env={"SEPSIS_API_DATABASE_URL": url, "SEPSIS_API_DB_AUTO_UPGRADE": "false"}
+    )
     try:
         srv.start(timeout=30)
         raise AssertionError("the server started against an unmigrated database")

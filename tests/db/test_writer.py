@@ -20,18 +20,34 @@ def audit(tmp_path) -> AuditLog:
 
 
 def _rows(audit: AuditLog, n: int, patient: str) -> list[tuple]:
-    return audit.insert.params(n, {
-        "id": new_ids(n), "patient_id": [f"{patient}{i}" for i in range(n)],
-        "probability": [0.5] * n, "label": ["Positive"] * n, "risk_band": ["high"] * n,
-    }, {"created_at": datetime.now(UTC), "request_id": "r", "caller": "c", "source": "batch",
-        "inputs": {"PL": 148}, "model_name": "m", "model_version": "v", "threshold": 0.3,
-        "contributions": None})
+    return audit.insert.params(
+        n,
+        {
+            "id": new_ids(n),
+            "patient_id": [f"{patient}{i}" for i in range(n)],
+            "probability": [0.5] * n,
+            "label": ["Positive"] * n,
+            "risk_band": ["high"] * n,
+        },
+        {
+            "created_at": datetime.now(UTC),
+            "request_id": "r",
+            "caller": "c",
+            "source": "batch",
+            "inputs": {"PL": 148},
+            "model_name": "m",
+            "model_version": "v",
+            "threshold": 0.3,
+            "contributions": None,
+        },
+    )
 
 
 def _count(audit: AuditLog, prefix: str) -> int:
     with audit.engine.connect() as conn:
-        return conn.exec_driver_sql("SELECT count(*) FROM predictions WHERE patient_id LIKE ?",
-                                    (f"{prefix}%",)).scalar()
+        return conn.exec_driver_sql(
+            "SELECT count(*) FROM predictions WHERE patient_id LIKE ?", (f"{prefix}%",)
+        ).scalar()
 
 
 def test_a_stream_commits_all_its_chunks_and_what_was_queued_behind_it(audit):

@@ -192,7 +192,8 @@ def test_compose_parses_with_the_four_services_in_order_of_start() -> None:
     assert service("migrate")["depends_on"] == {"postgres": {"condition": "service_healthy"}}
     assert service("migrate")["restart"] == "no"
     assert service("api")["depends_on"] == {
-        "migrate": {"condition": "service_completed_successfully"}}
+        "migrate": {"condition": "service_completed_successfully"}
+    }
     assert service("api")["deploy"]["replicas"] == 2
     assert service("ui")["depends_on"] == {"api": {"condition": "service_healthy"}}
 
@@ -257,7 +258,8 @@ def test_secrets_come_from_an_uncommitted_file() -> None:
             if SECRETISH.search(name) and not name.endswith("_FILE"):
                 assert INTERPOLATION.fullmatch(value), f"{name} has a literal value in compose"
                 assert INTERPOLATION.fullmatch(value)[2] in ("", None) or name.startswith(
-                    "POSTGRES_"), f"{name} defaults to a literal secret"
+                    "POSTGRES_"
+                ), f"{name} defaults to a literal secret"
 
 
 # -- ports and health checks -------------------------------------------------------------------
@@ -288,7 +290,8 @@ def test_api_publishes_one_loopback_port_per_replica() -> None:
     assert int(last) - int(first) + 1 >= service("api")["deploy"]["replicas"]
     assert published.startswith("127.0.0.1:")
     assert spec.startswith("${API_PUBLISH:-") and service("ui")["ports"][0].startswith(
-        "${UI_PUBLISH:-127.0.0.1:")
+        "${UI_PUBLISH:-127.0.0.1:"
+    )
 
 
 def test_api_health_checks_hit_routes_of_the_app(tmp_path: Path) -> None:
@@ -353,7 +356,7 @@ def test_image_start_commands_are_the_cli_commands_the_tests_run() -> None:
 
     # tests/server.py runs `python -m sepsis_api.cli serve --host H --port P` = `sepsis-api serve`
     test_argv = server_test_argv()
-    after_module = test_argv[test_argv.index("sepsis_api.cli") + 1:]
+    after_module = test_argv[test_argv.index("sepsis_api.cli") + 1 :]
     assert after_module[0] == api_cmd[1]
     assert options(after_module) == options(api_cmd)
     assert "--insecure" not in api_cmd
@@ -385,7 +388,8 @@ def run_cli(argv: list[str]) -> Any:
 
 
 def test_api_image_command_refuses_to_start_without_keys(
-        clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import uvicorn
 
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("server started"))
@@ -394,8 +398,7 @@ def test_api_image_command_refuses_to_start_without_keys(
     assert "SEPSIS_API_KEYS" in result.output
 
 
-def stand_in_secrets(svc: dict[str, Any], folder: Path, contents: dict[str, str]
-                     ) -> dict[str, str]:
+def stand_in_secrets(svc: dict[str, Any], folder: Path, contents: dict[str, str]) -> dict[str, str]:
     """Files standing in for /run/secrets/NAME: every secret the service mounts must be given,
     and every *_FILE variable pointing at one is redirected to its stand-in."""
     mounted = set(svc.get("secrets", []))
@@ -413,11 +416,14 @@ def stand_in_secrets(svc: dict[str, Any], folder: Path, contents: dict[str, str]
 
 
 def test_api_image_command_serves_with_the_compose_secret(
-        clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import uvicorn
 
-    secrets = {"api_keys": "# one per line\nui:" + "u" * 32 + "\nehr:" + "e" * 32 + "\n",
-               "admin_keys": "ops:" + "o" * 32 + "\n"}
+    secrets = {
+        "api_keys": "# one per line\nui:" + "u" * 32 + "\nehr:" + "e" * 32 + "\n",
+        "admin_keys": "ops:" + "o" * 32 + "\n",
+    }
     for name, value in environment(service("api")).items():
         monkeypatch.setenv(name, interpolate(value))
     for name, value in stand_in_secrets(service("api"), clean_env, secrets).items():
@@ -431,7 +437,8 @@ def test_api_image_command_serves_with_the_compose_secret(
 
 
 def test_ui_image_command_starts_the_tested_streamlit_command(
-        clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import sepsis_api.ui.launch as launch
 
     for name, value in environment(service("ui")).items():
@@ -490,7 +497,8 @@ def dockerignore_patterns() -> list[tuple[bool, re.Pattern[str]]]:
         regex = ""
         for part in re.split(r"(\*\*/?|\*|\?)", glob):
             regex += {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}.get(
-                part, re.escape(part))
+                part, re.escape(part)
+            )
         patterns.append((negate, re.compile(regex + "(?:/.*)?")))  # a dir excludes its content
     return patterns
 
@@ -505,10 +513,20 @@ def ignored(path: str, patterns: list[tuple[bool, re.Pattern[str]]]) -> bool:
 
 def test_dockerignore_keeps_the_build_inputs_and_drops_the_rest() -> None:
     patterns = dockerignore_patterns()
-    for path in (".venv/bin/python", ".git/HEAD", ".data/audit.db", "test-output/x.log",
-                 "docs/screenshots/home.png", "secrets/api_keys", ".env",
-                 "src/sepsis_api/__pycache__/cli.cpython-311.pyc", "train.csv",
-                 "data/train.csv", ".pytest_cache/v", ".ruff_cache/x"):
+    for path in (
+        ".venv/bin/python",
+        ".git/HEAD",
+        ".data/audit.db",
+        "test-output/x.log",
+        "docs/screenshots/home.png",
+        "secrets/api_keys",
+        ".env",
+        "src/sepsis_api/__pycache__/cli.cpython-311.pyc",
+        "train.csv",
+        "data/train.csv",
+        ".pytest_cache/v",
+        ".ruff_cache/x",
+    ):
         assert ignored(path, patterns), f"{path} would be sent to the builder"
     assert not ignored("examples/ward.csv", patterns)
     inputs = ["pyproject.toml", "README.md"]
@@ -517,9 +535,14 @@ def test_dockerignore_keeps_the_build_inputs_and_drops_the_rest() -> None:
         inputs += [str((Path(dirpath) / f).relative_to(ROOT)) for f in filenames]
     kept_out = [p for p in inputs if ignored(p, patterns)]
     assert not kept_out, f"files the image build needs are excluded: {kept_out[:5]}"
-    copied = {source for target in DOCKERFILES
-              for stage in dockerfile(DOCKERFILES[target])[1] for args in stage.all("COPY")
-              if not args.startswith("--from") for source in args.split()[:-1]}
+    copied = {
+        source
+        for target in DOCKERFILES
+        for stage in dockerfile(DOCKERFILES[target])[1]
+        for args in stage.all("COPY")
+        if not args.startswith("--from")
+        for source in args.split()[:-1]
+    }
     assert copied == {"pyproject.toml", "README.md", "src"}
     assert not [s for s in copied if ignored(s, patterns)]
 
@@ -544,6 +567,10 @@ def test_dockerfiles_pass_hadolint() -> None:
         if os.environ.get("CI"):
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
-    proc = subprocess.run([exe, "--no-color", *map(str, DOCKERFILES.values())],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [exe, "--no-color", *map(str, DOCKERFILES.values())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -31,8 +31,9 @@ def test_server_with_keys_refuses_anonymous_callers(tmp_path):
     key = "k" * 24
     with ServerProcess(tmp_path, env={"SEPSIS_API_KEYS": f"ward:{key}"}) as srv:
         assert httpx.post(srv.url + "/v1/predict", json=PATIENT).status_code == 401
-        ok = httpx.post(srv.url + "/v1/predict", json=PATIENT,
-                        headers={"Authorization": f"Bearer {key}"})
+        ok = httpx.post(
+            srv.url + "/v1/predict", json=PATIENT, headers={"Authorization": f"Bearer {key}"}
+        )
         assert ok.status_code == 200
         assert key not in srv.log()  # keys are never logged
 
@@ -50,8 +51,12 @@ def test_sigterm_shuts_down_cleanly_and_keeps_the_log(tmp_path):
 
 
 def test_public_bind_without_keys_is_refused():
-    proc = subprocess.run([sys.executable, "-m", "sepsis_api.cli", "serve", "--host", "0.0.0.0"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sepsis_api.cli", "serve", "--host", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "--insecure" in proc.stderr and "SEPSIS_API_KEYS" in proc.stderr
 
@@ -63,8 +68,14 @@ def test_one_json_access_line_per_request_without_keys_or_patient_values(tmp_pat
     with ServerProcess(tmp_path, env={"SEPSIS_API_KEYS": f"ehr:{key}"}) as srv:
         auth = {"X-API-Key": key, "X-Request-ID": "acc-1"}
         assert httpx.post(srv.url + "/v1/predict", json=PATIENT, headers=auth).status_code == 200
-        assert httpx.post(srv.url + "/v1/predict", json={**PATIENT, "Age": 500},
-                          headers={**auth, "X-Request-ID": "acc-2"}).status_code == 422
+        assert (
+            httpx.post(
+                srv.url + "/v1/predict",
+                json={**PATIENT, "Age": 500},
+                headers={**auth, "X-Request-ID": "acc-2"},
+            ).status_code
+            == 422
+        )
         lines = [json.loads(line) for line in srv.log().splitlines() if line.startswith("{")]
     by_id = {line["request_id"]: line for line in lines}
     ok, bad = by_id["acc-1"], by_id["acc-2"]
@@ -89,11 +100,15 @@ def test_sigterm_lets_an_in_flight_request_finish_and_commit(tmp_path):
         yield body[: len(body) // 2]
         half_sent.set()
         resume.wait(30)
-        yield body[len(body) // 2:]
+        yield body[len(body) // 2 :]
 
     def big_batch() -> None:
-        r = httpx.post(srv.url + "/v1/predict/batch", content=chunks(), timeout=120,
-                       headers={"content-type": "application/json"})
+        r = httpx.post(
+            srv.url + "/v1/predict/batch",
+            content=chunks(),
+            timeout=120,
+            headers={"content-type": "application/json"},
+        )
         result["status"] = r.status_code
         result["count"] = r.json().get("count")
 
@@ -111,8 +126,9 @@ def test_sigterm_lets_an_in_flight_request_finish_and_commit(tmp_path):
     with ServerProcess(tmp_path) as again:  # and every row of it was committed
         page = httpx.get(again.url + "/v1/predictions", params={"limit": 1}).json()
         assert page["items"][0]["patient_id"] == "T19999"
-        counted = httpx.get(again.url + "/v1/predictions",
-                            params={"patient_id": "T0"}).json()["items"]
+        counted = httpx.get(again.url + "/v1/predictions", params={"patient_id": "T0"}).json()[
+            "items"
+        ]
         assert len(counted) == 1
 
 
@@ -125,6 +141,10 @@ def test_metrics_add_up_over_worker_processes(tmp_path):
             assert httpx.post(srv.url + "/v1/predict", json=PATIENT).status_code == 200
         for _ in range(6):  # whichever worker answers the scrape sees all of them
             text = httpx.get(srv.url + "/metrics").text
-            counted = sum(float(v) for v in re.findall(
-                r'^sepsis_api_predictions_total\{[^}]*\} (\S+)$', text, re.MULTILINE))
+            counted = sum(
+                float(v)
+                for v in re.findall(
+                    r"^sepsis_api_predictions_total\{[^}]*\} (\S+)$", text, re.MULTILINE
+                )
+            )
             assert counted == n, text[:2000]

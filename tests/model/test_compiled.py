@@ -18,10 +18,12 @@ def _all_rows(train_csv, test_csv) -> np.ndarray:
 def _random_rows(n: int, seed: int) -> np.ndarray:
     """Valid patients anywhere in the schema's ranges, with zeros and NaN where allowed."""
     rng = np.random.default_rng(seed)
-    X = np.column_stack([
-        rng.choice(f.choices, n) if f.choices else rng.uniform(f.minimum, f.maximum, n)
-        for f in FEATURES
-    ])
+    X = np.column_stack(
+        [
+            rng.choice(f.choices, n) if f.choices else rng.uniform(f.minimum, f.maximum, n)
+            for f in FEATURES
+        ]
+    )
     for j in ZERO_MISSING_INDEX:
         X[rng.random(n) < 0.1, j] = 0.0
         X[rng.random(n) < 0.1, j] = np.nan
@@ -82,7 +84,8 @@ def test_load_refuses_a_file_that_is_not_a_compiled_model(tmp_path):
 
 def test_load_never_unpickles(tmp_path):
     path = tmp_path / "evil.npz"
-    np.savez(path, format=np.asarray("sepsis-api-compiled/1"),
-             kind=np.array([object()], dtype=object))
+    np.savez(
+        path, format=np.asarray("sepsis-api-compiled/1"), kind=np.array([object()], dtype=object)
+    )
     with pytest.raises(ValueError):
         CompiledModel.load(path)

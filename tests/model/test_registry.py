@@ -32,8 +32,9 @@ def test_a_saved_version_has_every_artifact_and_hash(small_version):
     assert set(card["training_data"]["feature_stats"]) == set(card["features"])
 
 
-@pytest.mark.parametrize("victim", ["logistic_regression.npz", "random_forest.skops",
-                                    "MODEL_CARD.md"])
+@pytest.mark.parametrize(
+    "victim", ["logistic_regression.npz", "random_forest.skops", "MODEL_CARD.md"]
+)
 def test_tampered_file_is_refused(copy_of, victim):
     path = copy_of / victim
     data = bytearray(path.read_bytes())
@@ -98,7 +99,8 @@ def test_registry_lists_and_resolves_versions(small_version, shipped, tmp_path):
         reg.open("nope")
     (tmp_path / "DEFAULT").write_text(small_version.version)
     assert Registry([tmp_path, small_version.path.parent]).default_version() == (
-        small_version.version)
+        small_version.version
+    )
 
 
 def test_shipped_default_is_the_pointer_and_loads(shipped):

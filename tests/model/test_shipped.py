@@ -12,11 +12,18 @@ from sepsis_api.ml.train import train
 def test_retraining_reproduces_the_shipped_card(shipped, train_csv):
     card = shipped.card
     assert sha256_of(train_csv) == card["training_data"]["sha256"], "data set changed"
-    run = train(train_csv, seed=card["seed"], n_repeats=card["validation"]["repeats"],
-                n_splits=card["validation"]["splits"])
+    run = train(
+        train_csv,
+        seed=card["seed"],
+        n_repeats=card["validation"]["repeats"],
+        n_splits=card["validation"]["splits"],
+    )
     assert run.default == card["default_model"]
-    same_libs = all(library_versions().get(k) == v for k, v in card["libraries"].items()
-                    if k in ("numpy", "scikit-learn"))
+    same_libs = all(
+        library_versions().get(k) == v
+        for k, v in card["libraries"].items()
+        if k in ("numpy", "scikit-learn")
+    )
     # Identical library versions reproduce every figure to rounding; other versions of
     # numpy/scikit-learn may move them slightly, never by more than this.
     tol = 1e-6 if same_libs else 0.01
@@ -26,5 +33,8 @@ def test_retraining_reproduces_the_shipped_card(shipped, train_csv):
         for metric, interval in result.metrics().items():
             for key, value in interval.as_dict().items():
                 assert value == pytest.approx(shipped_model["metrics"][metric][key], abs=tol), (
-                    name, metric, key)
+                    name,
+                    metric,
+                    key,
+                )
         assert result.threshold == pytest.approx(shipped_model["threshold"], abs=tol)

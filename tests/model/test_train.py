@@ -36,15 +36,26 @@ def test_threshold_helpers_on_a_known_case():
     assert ev.operating_metrics(y, p, t_spec)["specificity"] == 0.75
     bands = ev.RiskBands(0.2, 0.6)
     assert list(bands.band(np.array([0.1, 0.2, 0.59, 0.6]))) == [
-        "low", "moderate", "moderate", "high"]
+        "low",
+        "moderate",
+        "moderate",
+        "high",
+    ]
 
 
 def _fake(name: str, aucs: list[float]) -> CandidateResult:
     return CandidateResult(
-        name=name, display_name=name, calibration="none",
-        fold_scores={"roc_auc": np.array(aucs)}, uncalibrated_fold_scores={},
-        oof=np.zeros(1), threshold=0.5, bands=ev.RiskBands(0.2, 0.6), operating_point={},
-        importance={}, fitted=None,
+        name=name,
+        display_name=name,
+        calibration="none",
+        fold_scores={"roc_auc": np.array(aucs)},
+        uncalibrated_fold_scores={},
+        oof=np.zeros(1),
+        threshold=0.5,
+        bands=ev.RiskBands(0.2, 0.6),
+        operating_point={},
+        importance={},
+        fitted=None,
     )
 
 
@@ -69,5 +80,7 @@ def test_same_seed_gives_identical_models(train_csv, small_version):
         card = small_version.model_card(name)
         assert {k: v.as_dict() for k, v in result.metrics().items()} == card["metrics"]
         assert result.threshold == card["threshold"]
-        assert np.array_equal(compile_pipeline(result.fitted).predict_proba(X),
-                              small_version.load_compiled(name).predict_proba(X))
+        assert np.array_equal(
+            compile_pipeline(result.fitted).predict_proba(X),
+            small_version.load_compiled(name).predict_proba(X),
+        )

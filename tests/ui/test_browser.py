@@ -18,17 +18,26 @@ from sepsis_api.ui.launch import ui_command, ui_env
 from server import ChildProcess, ServerProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 REPO = Path(__file__).resolve().parents[2]
 SHOTS = REPO / "test-output" / "screenshots"
 VIEWPORT = {"width": 1440, "height": 900}  # a laptop screen
 WAIT_MS = 30_000
 
 if not CHROMIUM.exists():
-    reason = (f"{CHROMIUM} is missing: run `bash scripts/ensure-test-tools.sh` (as root) to "
-              "install Debian's chromium; Playwright's own browser download is never used")
+    reason = (
+        f"{CHROMIUM} is missing: run `bash scripts/ensure-test-tools.sh` (as root) to "
+        "install Debian's chromium; Playwright's own browser download is never used"
+    )
     if os.environ.get("CI"):
         pytest.fail(reason, pytrace=False)
     pytest.skip(reason, allow_module_level=True)
@@ -50,8 +59,7 @@ class UIProcess(ChildProcess):
 
 
 @pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess,
-                                                                         UIProcess]]:
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, UIProcess]]:
     data = tmp_path_factory.mktemp("browser")
     with ServerProcess(data) as api, UIProcess(api.url, data) as ui:
         yield api, ui
@@ -61,8 +69,9 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerPr
 def page(running):
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
-                                     headless=True)
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
         context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
         tab = context.new_page()
         tab.set_default_timeout(WAIT_MS)
@@ -81,8 +90,9 @@ def shot(page, name: str) -> None:
     """The whole page: Streamlit scrolls inside its own container, so grow the viewport."""
     settle(page)
     height = page.evaluate(
-        "() => Math.max(...[...document.querySelectorAll('[data-testid=\"stMain\"], "
-        "[data-testid=\"stAppViewContainer\"], section')].map(e => e.scrollHeight))")
+        '() => Math.max(...[...document.querySelectorAll(\'[data-testid="stMain"], '
+        '[data-testid="stAppViewContainer"], section\')].map(e => e.scrollHeight))'
+    )
     page.set_viewport_size({"width": VIEWPORT["width"], "height": min(max(height, 900), 3200)})
     page.wait_for_timeout(500)
     path = SHOTS / f"{name}.png"
@@ -90,8 +100,9 @@ def shot(page, name: str) -> None:
     page.set_viewport_size(VIEWPORT)
     # 256 colours without dithering: the same flat UI at a third of the size (docs copies).
     with Image.open(path) as img:
-        small = img.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT,
-                                            dither=Image.Dither.NONE)
+        small = img.convert("RGB").quantize(
+            256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
+        )
     small.save(path, optimize=True)
 
 
@@ -108,15 +119,21 @@ def test_clinician_journey_in_a_real_browser(running, page, test_csv: Path) -> N
     expect(page.get_by_text(f"Connected to the API at {api.url}")).to_be_visible()
     expect(page.get_by_text("not a validated clinical device").first).to_be_visible()
     expect(page.locator('[data-testid="stMetricValue"]').first).to_have_text(
-        re.compile(r"0\.\d{3}"))
+        re.compile(r"0\.\d{3}")
+    )
     shot(page, "home")
 
     # Predict: fill the generated form by its labels, tick "not measured", submit.
     go(page, "Predict")
-    values = {"Plasma glucose · PRG": "6", "Blood work result 1 · PL (mu U/ml)": "148",
-              "Blood pressure · PR (mm Hg)": "72", "Blood work result 2 · SK (mm)": "35",
-              "Body mass index · M11 (kg/m²)": "33.6",
-              "Blood work result 4 · BD2 (mu U/ml)": "0.627", "Age (years)": "50"}
+    values = {
+        "Plasma glucose · PRG": "6",
+        "Blood work result 1 · PL (mu U/ml)": "148",
+        "Blood pressure · PR (mm Hg)": "72",
+        "Blood work result 2 · SK (mm)": "35",
+        "Body mass index · M11 (kg/m²)": "33.6",
+        "Blood work result 4 · BD2 (mu U/ml)": "0.627",
+        "Age (years)": "50",
+    }
     for label, value in values.items():
         box = page.get_by_label(label, exact=True)
         box.fill(value)
@@ -132,7 +149,8 @@ def test_clinician_journey_in_a_real_browser(running, page, test_csv: Path) -> N
     page.get_by_role("button", name="Estimate risk").click()
     risk = page.locator('[data-testid="stMetric"]').filter(has_text="Sepsis risk")
     expect(risk.locator('[data-testid="stMetricValue"]')).to_have_text(
-        re.compile(r"^\d{1,3}\.\d%$"))
+        re.compile(r"^\d{1,3}\.\d%$")
+    )
     expect(page.get_by_text(re.compile(r"^(Low|Moderate|High) risk$")).first).to_be_visible()
     chart = page.locator('[data-testid="stVegaLiteChart"]')
     expect(chart).to_be_visible()
@@ -142,8 +160,7 @@ def test_clinician_journey_in_a_real_browser(running, page, test_csv: Path) -> N
 
     # Batch: upload the data set's own test file (BOM, CR line endings) and score it.
     go(page, "Batch (ward list)")
-    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
-        str(test_csv))
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(test_csv))
     page.get_by_role("button", name="Score 169 patients").click()
     scored = page.locator('[data-testid="stMetric"]').filter(has_text="Patients scored")
     expect(scored.locator('[data-testid="stMetricValue"]')).to_have_text("169")
@@ -154,8 +171,7 @@ def test_clinician_journey_in_a_real_browser(running, page, test_csv: Path) -> N
     expect(page.get_by_text(re.compile(r"Page 1 · estimates 1–25"))).to_be_visible()
     page.get_by_label("Patient ID", exact=True).fill("BROWSER-1")
     page.get_by_label("Patient ID", exact=True).press("Enter")
-    expect(page.get_by_text(re.compile(r"Page 1 · estimates 1–1 \(the oldest\)"))
-           ).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Page 1 · estimates 1–1 \(the oldest\)"))).to_be_visible()
     box = page.locator('[data-testid="stDataFrame"]').first.bounding_box()
     page.mouse.click(box["x"] + 20, box["y"] + 35 + 17)  # the first row's selection marker
     settle(page)
@@ -170,7 +186,8 @@ def test_clinician_journey_in_a_real_browser(running, page, test_csv: Path) -> N
     expect(images.first).to_be_visible()
     page.wait_for_function(
         "() => [...document.querySelectorAll('[data-testid=\"stImage\"] img')]"
-        ".slice(0, 6).every(i => i.complete && i.naturalWidth > 0)")
+        ".slice(0, 6).every(i => i.complete && i.naturalWidth > 0)"
+    )
     shot(page, "model")
 
     for name in ("home", "predict", "batch", "history", "model"):

@@ -38,8 +38,14 @@ SCRIPT = textwrap.dedent(f"""
 def loaded(live_server) -> set[str]:
     env = {**os.environ, "SEPSIS_API_UI_API_URL": live_server.url}
     env.pop("SEPSIS_API_UI_API_KEY", None)
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
-                          text=True, timeout=120, cwd=UI_DIR)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=UI_DIR,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return set(json.loads(proc.stdout.strip().splitlines()[-1]))
 
@@ -50,8 +56,9 @@ def _under(modules: set[str], *roots: str) -> list[str]:
 
 def test_ui_never_loads_scikit_learn_or_the_api(loaded: set[str]) -> None:
     assert "sepsis_api.ui.common" in loaded  # the pages did run
-    assert not _under(loaded, "sklearn", "skops", "sepsis_api.api", "sepsis_api.db",
-                      "fastapi", "sqlalchemy")
+    assert not _under(
+        loaded, "sklearn", "skops", "sepsis_api.api", "sepsis_api.db", "fastapi", "sqlalchemy"
+    )
 
 
 def test_ui_never_loads_the_ml_package(loaded: set[str]) -> None:

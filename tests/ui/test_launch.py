@@ -11,8 +11,13 @@ def test_ui_command_runs_the_app_headless_on_the_given_address() -> None:
     cmd = ui_command("127.0.0.1", 8765)
     assert cmd[:4] == [sys.executable, "-m", "streamlit", "run"]
     assert cmd[4] == str(APP_PATH) and APP_PATH.is_file()
-    for option in ("--server.headless=true", "--browser.gatherUsageStats=false",
-                   "--server.address=127.0.0.1", "--server.port=8765", "--theme.base=light"):
+    for option in (
+        "--server.headless=true",
+        "--browser.gatherUsageStats=false",
+        "--server.address=127.0.0.1",
+        "--server.port=8765",
+        "--theme.base=light",
+    ):
         assert option in cmd
 
 

@@ -18,16 +18,25 @@ def test_serves_the_cards_plots_as_png(client) -> None:
         assert r.headers["etag"] == f'"{card["files"]["plots/" + name]}"'
 
 
-@pytest.mark.parametrize("name", ["nope.png", "MODEL_CARD.md", "roc.PNG", "roc.png%00.md",
-                                  "report.html", ".png"])
+@pytest.mark.parametrize(
+    "name", ["nope.png", "MODEL_CARD.md", "roc.PNG", "roc.png%00.md", "report.html", ".png"]
+)
 def test_anything_else_is_404_saying_what_exists(client, name: str) -> None:
     r = client.get(f"/v1/model-files/plots/{name}")
     assert r.status_code == 404
     assert "roc.png" in r.json()["detail"]
 
 
-@pytest.mark.parametrize("path", ["card.json", "plots/..%2Fcard.json", "plots/../card.json",
-                                  "plots/..%2F..%2Fconfig.py", "plots/sub/roc.png"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "card.json",
+        "plots/..%2Fcard.json",
+        "plots/../card.json",
+        "plots/..%2F..%2Fconfig.py",
+        "plots/sub/roc.png",
+    ],
+)
 def test_nothing_outside_plots_is_reachable(client, path: str) -> None:
     assert client.get(f"/v1/model-files/{path}").status_code == 404
 

@@ -22,8 +22,7 @@ from server import ServerProcess, free_port
 
 KEY = "ui-test-key-0123456789abcdef"
 PERCENT = re.compile(r"^\d{1,3}\.\d%$")
-FORM = {"PRG": 6, "PL": 148, "PR": 72, "SK": 35, "TS": 120.0, "M11": 33.6, "BD2": 0.627,
-        "Age": 50}
+FORM = {"PRG": 6, "PL": 148, "PR": 72, "SK": 35, "TS": 120.0, "M11": 33.6, "BD2": 0.627, "Age": 50}
 
 OpenPage = Callable[..., AppTest]
 
@@ -40,8 +39,14 @@ def charts(at: AppTest) -> list[object]:
     return list(at.get("vega_lite_chart")) + list(at.get("arrow_vega_lite_chart"))
 
 
-def fill_form(at: AppTest, values: dict[str, float], *, insurance: int | None = 0,
-              not_measured: tuple[str, ...] = (), patient_id: str = "") -> AppTest:
+def fill_form(
+    at: AppTest,
+    values: dict[str, float],
+    *,
+    insurance: int | None = 0,
+    not_measured: tuple[str, ...] = (),
+    patient_id: str = "",
+) -> AppTest:
     for code, value in values.items():
         at.number_input(key=f"in_{code}").set_value(value)
     for code in not_measured:
@@ -68,12 +73,14 @@ def prediction_id(at: AppTest) -> str:
 
 @pytest.fixture(scope="module")
 def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with ServerProcess(tmp_path_factory.mktemp("keyed"),
-                       env={"SEPSIS_API_KEYS": f"ui:{KEY}"}) as srv:
+    with ServerProcess(
+        tmp_path_factory.mktemp("keyed"), env={"SEPSIS_API_KEYS": f"ui:{KEY}"}
+    ) as srv:
         yield srv
 
 
 # -- Home ---------------------------------------------------------------------------------------
+
 
 def test_home_shows_connection_disclaimer_features_and_model(live_server, open_page) -> None:
     at = open_page(live_server.url)
@@ -81,10 +88,25 @@ def test_home_shows_connection_disclaimer_features_and_model(live_server, open_p
     assert any("not a validated clinical device" in w for w in texts(at, "warning"))
     assert any("Pima Indians Diabetes" in i for i in texts(at, "info"))  # provenance
     features = at.dataframe[0].value
-    assert list(features.columns) == ["Code", "Name", "Description", "Unit", "Valid range",
-                                      "May be not measured"]
-    assert features["Code"].tolist() == ["PRG", "PL", "PR", "SK", "TS", "M11", "BD2", "Age",
-                                         "Insurance"]
+    assert list(features.columns) == [
+        "Code",
+        "Name",
+        "Description",
+        "Unit",
+        "Valid range",
+        "May be not measured",
+    ]
+    assert features["Code"].tolist() == [
+        "PRG",
+        "PL",
+        "PR",
+        "SK",
+        "TS",
+        "M11",
+        "BD2",
+        "Age",
+        "Insurance",
+    ]
     assert features.set_index("Code").loc["PL", "Valid range"] == "0 – 600"
     assert features.set_index("Code").loc["PL", "Unit"] == "mu U/ml"
     assert any("Logistic regression" in m for m in texts(at, "markdown"))
@@ -105,10 +127,13 @@ def test_unreachable_api_is_a_banner_naming_the_address(open_page) -> None:
 
 # -- API keys -----------------------------------------------------------------------------------
 
+
 def test_refused_key_is_a_clear_message(keyed_server, open_page) -> None:
     at = open_page(keyed_server.url, key="not-the-right-key-at-all")
-    assert any("refused this UI's API key" in e and "SEPSIS_API_UI_API_KEY" in e
-               for e in texts(at, "error"))
+    assert any(
+        "refused this UI's API key" in e and "SEPSIS_API_UI_API_KEY" in e
+        for e in texts(at, "error")
+    )
     at.switch_page("pages/history.py").run()
     assert any("refused this UI's API key" in e for e in texts(at, "error"))
 
@@ -120,8 +145,7 @@ def test_the_key_from_settings_is_sent(keyed_server, open_page) -> None:
     assert PERCENT.match(metric(at, "Sepsis risk")[0])
 
 
-def test_the_key_from_a_secret_file_is_sent(keyed_server, open_page, monkeypatch,
-                                            tmp_path) -> None:
+def test_the_key_from_a_secret_file_is_sent(keyed_server, open_page, monkeypatch, tmp_path) -> None:
     secret = tmp_path / "ui_api_key"
     secret.write_text(f"ui:{KEY}\n", encoding="utf-8")
     monkeypatch.setenv("SEPSIS_API_UI_API_KEY_FILE", str(secret))
@@ -133,8 +157,10 @@ def test_the_key_from_a_secret_file_is_sent(keyed_server, open_page, monkeypatch
 
 # -- Predict ------------------------------------------------------------------------------------
 
+
 def test_predict_with_every_value_shows_risk_band_threshold_and_reasons(
-        live_server, open_page) -> None:
+    live_server, open_page
+) -> None:
     pid = f"UI-ALL-{uuid.uuid4().hex[:8]}"
     at = fill_form(open_page(live_server.url, "predict"), FORM, patient_id=pid)
     submit(at)
@@ -143,8 +169,10 @@ def test_predict_with_every_value_shows_risk_band_threshold_and_reasons(
     assert metric(at, "Sepsis risk") == [f"{100 * p['probability']:.1f}%"]
     words = {"low": "Low risk", "moderate": "Moderate risk", "high": "High risk"}
     assert any(words[p["risk_band"]] in m for m in texts(at, "markdown"))  # words, not colour
-    assert any(f"Label **{p['label']}**" in m and f"{100 * p['threshold']:.1f}%" in m
-               for m in texts(at, "markdown"))
+    assert any(
+        f"Label **{p['label']}**" in m and f"{100 * p['threshold']:.1f}%" in m
+        for m in texts(at, "markdown")
+    )
     assert any(s.value == f"Result for {pid}" for s in at.subheader)
     assert len(charts(at)) == 1  # the contribution chart
     record = httpx.get(f"{live_server.url}/v1/predictions/{prediction_id(at)}").json()
@@ -178,17 +206,26 @@ def test_api_field_errors_are_shown_under_the_field(live_server, open_page, monk
     from sepsis_api.ui.client import APIClient, APIError
 
     def refuse(self, body, model=None, explain=True):
-        raise APIError(422, "invalid request: PL: must be between 0 and 100", [{
-            "field": "PL", "row": None, "value": 148, "expected": "a number from 0 to 100",
-            "message": "PL: must be between 0 and 100"}])
+        raise APIError(
+            422,
+            "invalid request: PL: must be between 0 and 100",
+            [
+                {
+                    "field": "PL",
+                    "row": None,
+                    "value": 148,
+                    "expected": "a number from 0 to 100",
+                    "message": "PL: must be between 0 and 100",
+                }
+            ],
+        )
 
     monkeypatch.setattr(APIClient, "predict", refuse)
     at = fill_form(open_page(live_server.url, "predict"), FORM)
     submit(at)
     errors = texts(at, "error")
     assert "PL: must be between 0 and 100 (expected a number from 0 to 100)" in errors
-    assert any("could not do this (422)" in e and "Blood work result 1 (PL)" in e
-               for e in errors)
+    assert any("could not do this (422)" in e and "Blood work result 1 (PL)" in e for e in errors)
 
 
 def test_all_models_side_by_side(live_server, open_page) -> None:
@@ -199,12 +236,16 @@ def test_all_models_side_by_side(live_server, open_page) -> None:
     risks = metric(at, "Sepsis risk")
     assert len(risks) == 3 and all(PERCENT.match(r) for r in risks)
     comparison = at.dataframe[0].value
-    assert comparison["Model"].tolist() == ["Logistic regression", "Random forest",
-                                            "Gradient boosting"]
+    assert comparison["Model"].tolist() == [
+        "Logistic regression",
+        "Random forest",
+        "Gradient boosting",
+    ]
     assert len(charts(at)) == 3
 
 
 # -- Batch --------------------------------------------------------------------------------------
+
 
 def test_batch_scores_the_shipped_test_csv(live_server, open_page, test_csv: Path) -> None:
     raw = test_csv.read_bytes()
@@ -231,19 +272,24 @@ def test_batch_accepts_parquet(live_server, open_page, test_csv: Path) -> None:
     buf = io.BytesIO()
     pd.read_csv(io.StringIO(text)).head(20).to_parquet(buf, index=False)
     at = open_page(live_server.url, "batch")
-    at.file_uploader(key="batch_file").set_value(("ward.parquet", buf.getvalue(),
-                                                  "application/octet-stream")).run()
+    at.file_uploader(key="batch_file").set_value(
+        ("ward.parquet", buf.getvalue(), "application/octet-stream")
+    ).run()
     at.button(key="batch_score").click().run()
     assert metric(at, "Patients scored") == ["20"]
 
 
 def test_batch_lists_invalid_rows_with_their_reasons(live_server, open_page) -> None:
     header = "ID,PRG,PL,PR,SK,TS,M11,BD2,Age,Insurance\n"
-    rows = ["B1,6,148,72,35,0,33.6,0.627,50,0", "B2,1,85,66,29,0,26.6,0.351,500,0",
-            "B3,8,abc,64,0,0,23.3,0.672,32,1"]
+    rows = [
+        "B1,6,148,72,35,0,33.6,0.627,50,0",
+        "B2,1,85,66,29,0,26.6,0.351,500,0",
+        "B3,8,abc,64,0,0,23.3,0.672,32,1",
+    ]
     at = open_page(live_server.url, "batch")
     at.file_uploader(key="batch_file").set_value(
-        ("ward.csv", (header + "\n".join(rows) + "\n").encode(), "text/csv")).run()
+        ("ward.csv", (header + "\n".join(rows) + "\n").encode(), "text/csv")
+    ).run()
     at.button(key="batch_score").click().run()
     assert any("Nothing was scored" in e for e in texts(at, "error"))
     problems = at.dataframe[-1].value.set_index("Row")
@@ -253,6 +299,7 @@ def test_batch_lists_invalid_rows_with_their_reasons(live_server, open_page) -> 
 
 
 # -- History ------------------------------------------------------------------------------------
+
 
 def test_history_pages_filters_and_opens_a_record(live_server, open_page) -> None:
     pid = f"UI-HIST-{uuid.uuid4().hex[:8]}"
@@ -277,8 +324,9 @@ def test_history_pages_filters_and_opens_a_record(live_server, open_page) -> Non
     at.button(key="hist_newer").click().run()
     assert at.dataframe[0].value["Prediction ID"].tolist() == page1["Prediction ID"].tolist()
 
-    at.selectbox(key="hist_label").set_value("Negative" if page1["Label"][0] == "Positive"
-                                             else "Positive").run()
+    at.selectbox(key="hist_label").set_value(
+        "Negative" if page1["Label"][0] == "Positive" else "Positive"
+    ).run()
     filtered = at.dataframe[0].value if at.dataframe else pd.DataFrame({"Label": []})
     assert page1["Label"][0] not in set(filtered["Label"])
     at.selectbox(key="hist_label").set_value(None).run()
@@ -294,8 +342,9 @@ def test_history_pages_filters_and_opens_a_record(live_server, open_page) -> Non
 
 
 def test_history_finds_a_record_by_id(live_server, open_page) -> None:
-    reply = httpx.post(live_server.url + "/v1/predict?explain=true",
-                       json={**PATIENT, "ID": "UI-LOOKUP"}).json()
+    reply = httpx.post(
+        live_server.url + "/v1/predict?explain=true", json={**PATIENT, "ID": "UI-LOOKUP"}
+    ).json()
     pid = reply["predictions"][0]["prediction_id"]
     at = open_page(live_server.url, "history")
     at.text_input(key="hist_lookup").input(pid).run()
@@ -306,6 +355,7 @@ def test_history_finds_a_record_by_id(live_server, open_page) -> None:
 
 
 # -- Model --------------------------------------------------------------------------------------
+
 
 def test_model_page_shows_card_metrics_plots_and_limitations(live_server, open_page) -> None:
     at = open_page(live_server.url, "model")

@@ -12,23 +12,37 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def test_readme_configuration_table_matches_the_settings_class():
     text = README.read_text(encoding="utf-8")
-    found = re.search(r"<!-- settings-table:start -->\n(.*?)\n<!-- settings-table:end -->",
-                      text, re.S)
+    found = re.search(
+        r"<!-- settings-table:start -->\n(.*?)\n<!-- settings-table:end -->", text, re.S
+    )
     assert found, "README lost its settings-table markers"
     assert found[1] == settings_table(), "README table is stale: paste `sepsis-api config`"
 
 
 def test_every_setting_is_read_from_its_documented_variable(monkeypatch):
-    values = {"model_dir": "/m", "model_version": "v1", "data_dir": "/d",
-              "database_url": "sqlite:///x.db", "db_auto_upgrade": "false",
-              "api_keys": "a:" + "k" * 16, "api_keys_file": "/keys",
-              "admin_keys": "ops:" + "o" * 16, "admin_keys_file": "/admin",
-              "model_poll_seconds": "2.5", "host": "0.0.0.0",
-              "port": "9", "workers": "3", "max_batch_rows": "7", "access_log": "false",
-              "max_body_bytes": "11",
-              "ui_api_url": "http://api:1", "ui_api_key": "u" * 16, "ui_api_key_file": "/uikey",
-              "ui_host": "0.0.0.0",
-              "ui_port": "2"}
+    values = {
+        "model_dir": "/m",
+        "model_version": "v1",
+        "data_dir": "/d",
+        "database_url": "sqlite:///x.db",
+        "db_auto_upgrade": "false",
+        "api_keys": "a:" + "k" * 16,
+        "api_keys_file": "/keys",
+        "admin_keys": "ops:" + "o" * 16,
+        "admin_keys_file": "/admin",
+        "model_poll_seconds": "2.5",
+        "host": "0.0.0.0",
+        "port": "9",
+        "workers": "3",
+        "max_batch_rows": "7",
+        "access_log": "false",
+        "max_body_bytes": "11",
+        "ui_api_url": "http://api:1",
+        "ui_api_key": "u" * 16,
+        "ui_api_key_file": "/uikey",
+        "ui_host": "0.0.0.0",
+        "ui_port": "2",
+    }
     assert set(values) == set(Settings.model_fields), "a new setting needs a value here"
     for field, value in values.items():
         monkeypatch.setenv(env_name(field), value)

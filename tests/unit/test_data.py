@@ -300,7 +300,8 @@ def test_validate_frame_keeps_valid_rows_and_lists_invalid_ones():
     rows = with_value("Age", "500", row=1)
     rows[3][HEADER.index("PL")] = "abc"
     frame = pd.read_csv(
-        io.StringIO("\n".join(",".join(r) for r in [HEADER, *rows])), dtype=str,
+        io.StringIO("\n".join(",".join(r) for r in [HEADER, *rows])),
+        dtype=str,
         keep_default_na=False,
     )
     batch = validate_frame(frame, want_label=True)

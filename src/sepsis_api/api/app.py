@@ -73,8 +73,9 @@ def _openapi_with_our_errors(app: FastAPI) -> Callable[[], dict[str, Any]]:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            spec = get_openapi(title=app.title, version=app.version,
-                               description=app.description, routes=app.routes)
+            spec = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
             ours = {"$ref": "#/components/schemas/ErrorResponse"}
             for operations in spec.get("paths", {}).values():
                 for op in operations.values():
@@ -82,10 +83,15 @@ def _openapi_with_our_errors(app: FastAPI) -> Callable[[], dict[str, Any]]:
                         if code.startswith("4") and response.get("content"):
                             response["content"] = {"application/json": {"schema": ours}}
             schemas = spec.setdefault("components", {}).setdefault("schemas", {})
-            schemas.setdefault("ErrorResponse", ErrorResponse.model_json_schema(
-                ref_template="#/components/schemas/{model}"))
-            for name, schema in ErrorResponse.model_json_schema(
-                    ref_template="#/components/schemas/{model}").get("$defs", {}).items():
+            schemas.setdefault(
+                "ErrorResponse",
+                ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}"),
+            )
+            for name, schema in (
+                ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+                .get("$defs", {})
+                .items()
+            ):
                 schemas.setdefault(name, schema)
             schemas["ErrorResponse"].pop("$defs", None)
             schemas.pop("HTTPValidationError", None)
@@ -122,8 +128,9 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     def outer(framework: ASGIApp) -> ASGIApp:
         inner = PredictFastPath(framework) if fast_path else framework
         inner = RequireAPIKey(inner, keys=api_keys, admin_keys=admin_keys)
-        return RequestContext(inner, metrics=metrics, max_body_bytes=settings.max_body_bytes,
-                              access_log=access_log)
+        return RequestContext(
+            inner, metrics=metrics, max_body_bytes=settings.max_body_bytes, access_log=access_log
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -142,12 +149,20 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
         if audit.sqlite_file:
             loop_writer = LoopWriter(audit, writer)
             checkpointer = Checkpointer(audit, CHECKPOINT_SECONDS)
-        service = Service(predictor=predictor, audit=audit, writer=writer, metrics=metrics,
-                          loop_writer=loop_writer)
+        service = Service(
+            predictor=predictor,
+            audit=audit,
+            writer=writer,
+            metrics=metrics,
+            loop_writer=loop_writer,
+        )
         app.state.service = service
-        log.info("serving model version %s (default %s); audit log at %s",
-                 predictor.version.version, predictor.version.default_model,
-                 audit.engine.url.render_as_string(hide_password=True))
+        log.info(
+            "serving model version %s (default %s); audit log at %s",
+            predictor.version.version,
+            predictor.version.default_model,
+            audit.engine.url.render_as_string(hide_password=True),
+        )
         # What is loaded now lives as long as the process. Freezing it keeps it out of the
         # collector's full passes, which otherwise walk every object of numba, scikit-learn
         # and pandas and stall all requests for ~150 ms every few seconds under load.
@@ -166,8 +181,11 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
             audit.engine.dispose()
 
     app = SepsisAPI(
-        title="Sepsis Risk API", version=__version__, description=DESCRIPTION,
-        lifespan=lifespan, outer=outer,
+        title="Sepsis Risk API",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        outer=outer,
     )
     app.state.settings = settings
     app.state.metrics = metrics

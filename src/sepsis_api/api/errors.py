@@ -25,8 +25,13 @@ _KNOWN_FIELDS = ", ".join(f"{f.code}/{f.name}" for f in FEATURES)
 class APIError(Exception):
     """An error with a status, a summary and optional per-field errors."""
 
-    def __init__(self, status: int, detail: str, errors: list[dict[str, Any]] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.status, self.detail, self.errors, self.headers = status, detail, errors or [], headers
 
 
@@ -56,9 +61,9 @@ def _expected(err: dict[str, Any], field: str | None) -> str:
     return err["msg"].removeprefix("Input should be ").removeprefix("Value error, ")
 
 
-def field_errors(errors: list[dict[str, Any]], *,
-                 strip: tuple[str, ...] = ("body", "query", "path", "header")
-                 ) -> list[dict[str, Any]]:
+def field_errors(
+    errors: list[dict[str, Any]], *, strip: tuple[str, ...] = ("body", "query", "path", "header")
+) -> list[dict[str, Any]]:
     out = []
     for err in errors:
         loc = [p for p in err.get("loc", ()) if p not in strip]
@@ -82,8 +87,15 @@ def field_errors(errors: list[dict[str, Any]], *,
         where = f"{field}" if field else "body"
         if row is not None:
             where = f"patients[{row}].{field}" if field else f"patients[{row}]"
-        out.append({"field": field, "row": row, "value": value,
-                    "expected": _expected(err, field), "message": f"{where}: {msg}"})
+        out.append(
+            {
+                "field": field,
+                "row": row,
+                "value": value,
+                "expected": _expected(err, field),
+                "message": f"{where}: {msg}",
+            }
+        )
     return out
 
 
@@ -101,32 +113,48 @@ def dump_json(content: Any) -> bytes:
         return json.dumps(content, ensure_ascii=True, default=str).encode()
 
 
-def error_body(detail: str, errors: list[dict[str, Any]] | None, request_id: str | None
-               ) -> dict[str, Any]:
+def error_body(
+    detail: str, errors: list[dict[str, Any]] | None, request_id: str | None
+) -> dict[str, Any]:
     """The one shape of every error reply (ErrorResponse)."""
     return {"detail": detail, "errors": errors or [], "request_id": request_id}
 
 
-async def send_json(send: Send, status: int, content: Any,
-                    headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def send_json(
+    send: Send, status: int, content: Any, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     """A whole JSON reply from plain ASGI code (middleware and the lean predict path)."""
     body = dump_json(content)
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        *(headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
-def json_response(content: Any, status: int = 200,
-                  headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    content: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     """JSON via orjson without a second validation pass (replies are built from typed data)."""
-    return Response(dump_json(content), status_code=status, headers=headers,
-                    media_type="application/json")
+    return Response(
+        dump_json(content), status_code=status, headers=headers, media_type="application/json"
+    )
 
 
-def error_response(request: Request, status: int, detail: str,
-                   errors: list[dict[str, Any]] | None = None,
-                   headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    request: Request,
+    status: int,
+    detail: str,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     return json_response(error_body(detail, errors, _request_id(request)), status, headers)
 
 
@@ -134,8 +162,9 @@ async def require_json(request: Request) -> None:
     """Dependency for JSON-body routes: anything but JSON is a 415, not a confusing 422."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json" and not ctype.endswith("+json"):
-        raise APIError(415, f"unsupported content type {ctype or '(none)'!r}; send "
-                            "application/json")
+        raise APIError(
+            415, f"unsupported content type {ctype or '(none)'!r}; send application/json"
+        )
 
 
 def install(app: FastAPI) -> None:
@@ -164,6 +193,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error in %s %s (request %s)", request.method,
-                      request.url.path, _request_id(request))
+        log.exception(
+            "unhandled error in %s %s (request %s)",
+            request.method,
+            request.url.path,
+            _request_id(request),
+        )
         return error_response(request, 500, INTERNAL_ERROR)

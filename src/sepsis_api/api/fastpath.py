@@ -55,8 +55,9 @@ class PredictFastPath:
         scope["route"] = _Route
         svc = scope["app"].state.service
         try:
-            reply = await predict_reply(svc, patient, query["model"], query["explain"],
-                                        state["caller"], state["request_id"])
+            reply = await predict_reply(
+                svc, patient, query["model"], query["explain"], state["caller"], state["request_id"]
+            )
             state["model_version"] = reply["predictions"][0]["model_version"]
             status, content, extra = 200, reply, []
         except APIError as e:

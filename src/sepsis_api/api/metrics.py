@@ -20,22 +20,39 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("sepsis_api_requests_total", "HTTP requests.",
-                                ["method", "route", "status"], registry=r)
-        self.latency = Histogram("sepsis_api_request_duration_seconds", "HTTP request latency.",
-                                 ["method", "route"], buckets=LATENCY_BUCKETS, registry=r)
-        self.predictions = Counter("sepsis_api_predictions_total", "Estimates returned.",
-                                   ["model", "version", "label"], registry=r)
-        self.bands = Counter("sepsis_api_risk_band_total", "Estimates per risk band.",
-                             ["model", "band"], registry=r)
-        self.batch_size = Histogram("sepsis_api_batch_size", "Patients per batch call.",
-                                    buckets=BATCH_BUCKETS, registry=r)
-        self.model_load = Gauge("sepsis_api_model_load_seconds",
-                                "Time to load and verify the served model version.", registry=r,
-                                multiprocess_mode="max")
-        self.audit_failures = Counter("sepsis_api_audit_failures_total",
-                                      "Estimates refused because the audit log was unreachable.",
-                                      registry=r)
+        self.requests = Counter(
+            "sepsis_api_requests_total", "HTTP requests.", ["method", "route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "sepsis_api_request_duration_seconds",
+            "HTTP request latency.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.predictions = Counter(
+            "sepsis_api_predictions_total",
+            "Estimates returned.",
+            ["model", "version", "label"],
+            registry=r,
+        )
+        self.bands = Counter(
+            "sepsis_api_risk_band_total", "Estimates per risk band.", ["model", "band"], registry=r
+        )
+        self.batch_size = Histogram(
+            "sepsis_api_batch_size", "Patients per batch call.", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.model_load = Gauge(
+            "sepsis_api_model_load_seconds",
+            "Time to load and verify the served model version.",
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.audit_failures = Counter(
+            "sepsis_api_audit_failures_total",
+            "Estimates refused because the audit log was unreachable.",
+            registry=r,
+        )
 
     def exposition(self) -> bytes:
         """The text format for /metrics."""

@@ -24,8 +24,9 @@ _COUNTER = itertools.count(1)
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int,
-                 access_log: AccessLog | None) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, access_log: AccessLog | None
+    ) -> None:
         self.app, self.metrics, self.max_body = app, metrics, max_body_bytes
         self.access_log = access_log
         self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # labelled metrics
@@ -46,8 +47,7 @@ class RequestContext:
             if message["type"] == "http.response.start":
                 status, status_sent = message["status"], True
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"],
-                                      (b"x-request-id", request_id.encode())]
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
@@ -55,15 +55,22 @@ class RequestContext:
         except Exception:
             if status_sent:
                 raise  # the framework has answered 500 already; the server logs the stack
-            log.exception("unhandled error in %s %s (request %s)", scope["method"],
-                          scope["path"], request_id)
+            log.exception(
+                "unhandled error in %s %s (request %s)", scope["method"], scope["path"], request_id
+            )
             status = 500
             await send_json(send_wrapper, 500, error_body(INTERNAL_ERROR, None, request_id))
         finally:
             self._observe(scope, status, time.perf_counter() - start, request_id)
 
-    async def _dispatch(self, scope: Scope, receive: Receive, send: Send,
-                        headers: dict[bytes, bytes], request_id: str) -> None:
+    async def _dispatch(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[bytes, bytes],
+        request_id: str,
+    ) -> None:
         limit = self.max_body
         try:
             length = int(headers.get(b"content-length", b"0") or 0)
@@ -107,18 +114,25 @@ class RequestContext:
         if series is None:
             series = self._series[key] = (
                 self.metrics.requests.labels(scope["method"], path, str(status)),
-                self.metrics.latency.labels(scope["method"], path))
+                self.metrics.latency.labels(scope["method"], path),
+            )
         series[0].inc()
         series[1].observe(elapsed)
         if self.access_log is not None:
             state = scope["state"]
             # One JSON line a request; never keys (only their id), never patient values.
-            self.access_log.write({
-                "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                "request_id": request_id, "method": scope["method"], "route": path,
-                "status": status, "latency_ms": round(elapsed * 1000, 3),
-                "caller": state.get("caller"), "model_version": state.get("model_version"),
-            })
+            self.access_log.write(
+                {
+                    "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                    "request_id": request_id,
+                    "method": scope["method"],
+                    "route": path,
+                    "status": status,
+                    "latency_ms": round(elapsed * 1000, 3),
+                    "caller": state.get("caller"),
+                    "model_version": state.get("model_version"),
+                }
+            )
 
     async def _too_large(self, send: Send, request_id: str) -> None:
         detail = f"request body larger than the limit of {self.max_body} bytes"

@@ -40,19 +40,38 @@ def _feature_field(f: Feature) -> tuple[Any, Any]:
     return kind, field
 
 
-_EXAMPLE = {"ID": "ICU200010", "PRG": 6, "PL": 148, "PR": 72, "SK": 35, "TS": 0, "M11": 33.6,
-            "BD2": 0.627, "Age": 50, "Insurance": 0}
+_EXAMPLE = {
+    "ID": "ICU200010",
+    "PRG": 6,
+    "PL": 148,
+    "PR": 72,
+    "SK": 35,
+    "TS": 0,
+    "M11": 33.6,
+    "BD2": 0.627,
+    "Age": 50,
+    "Insurance": 0,
+}
 
 Patient = create_model(  # type: ignore[call-overload]
     "Patient",
     __config__=ConfigDict(
-        extra="forbid", strict=True, allow_inf_nan=False,
+        extra="forbid",
+        strict=True,
+        allow_inf_nan=False,
         json_schema_extra={"examples": [_EXAMPLE]},
     ),
     __doc__="One patient's measurements, by dataset code or descriptive name. Leave a feature "
-            "out, or send null or 0, where it was not measured (only where the schema allows).",
-    ID=(str | None, Field(None, max_length=128, validation_alias=AliasChoices("ID", "id"),
-                          description="Your identifier for the patient (kept in the audit log).")),
+    "out, or send null or 0, where it was not measured (only where the schema allows).",
+    ID=(
+        str | None,
+        Field(
+            None,
+            max_length=128,
+            validation_alias=AliasChoices("ID", "id"),
+            description="Your identifier for the patient (kept in the audit log).",
+        ),
+    ),
     **{f.code: _feature_field(f) for f in FEATURES},
 )
 
@@ -64,8 +83,9 @@ def patient_matrix(patients: list[Any]) -> np.ndarray:
     """Features in schema order; None (not measured) becomes NaN, as the models expect."""
     rows = [_FEATURE_VALUES(p) for p in patients]
     try:
-        flat = np.fromiter(chain.from_iterable(rows), dtype=np.float64,
-                           count=len(rows) * len(FEATURES))
+        flat = np.fromiter(
+            chain.from_iterable(rows), dtype=np.float64, count=len(rows) * len(FEATURES)
+        )
         return flat.reshape(len(rows), len(FEATURES))
     except TypeError:  # some None: the object route converts them to NaN
         return np.array(rows, dtype=object).astype(np.float64).reshape(len(rows), len(FEATURES))
@@ -90,7 +110,8 @@ class Contribution(BaseModel):
     value: float | None = Field(description="The patient's value; null = not measured.")
     contribution: float = Field(
         description="Change in log-odds of the calibrated risk caused by this value, compared "
-        "with the value treated as not measured (the training median). Positive = raises risk.")
+        "with the value treated as not measured (the training median). Positive = raises risk."
+    )
 
 
 class Prediction(BaseModel):
@@ -99,17 +120,20 @@ class Prediction(BaseModel):
     model_version: str
     probability: float = Field(description="Calibrated probability of sepsis, 0-1.")
     label: Literal["Positive", "Negative"] = Field(
-        description="Positive when probability >= threshold.")
+        description="Positive when probability >= threshold."
+    )
     risk_band: Literal["low", "moderate", "high"]
     threshold: float
     contributions: list[Contribution] | None = Field(
-        None, description="Per-feature reasons, largest first (with explain=true).")
+        None, description="Per-feature reasons, largest first (with explain=true)."
+    )
 
 
 class PredictResponse(BaseModel):
     patient_id: str | None
     predictions: list[Prediction] = Field(
-        description="One per model: the chosen one, or every model with model=all.")
+        description="One per model: the chosen one, or every model with model=all."
+    )
     contribution_scale: Literal["log-odds"] = "log-odds"
 
 
@@ -132,8 +156,11 @@ class BatchResponse(BaseModel):
 
 class FieldError(BaseModel):
     field: str | None = Field(description="The field (or CSV column) at fault.")
-    row: int | None = Field(None, description="Batch index (JSON, 0-based) or CSV data row "
-                                              "(1-based) of the patient at fault.")
+    row: int | None = Field(
+        None,
+        description="Batch index (JSON, 0-based) or CSV data row "
+        "(1-based) of the patient at fault.",
+    )
     value: Any = Field(None, description="The value that was sent.")
     expected: str = Field(description="What would have been valid.")
     message: str
@@ -154,8 +181,10 @@ class FeatureInfo(BaseModel):
     maximum: float
     choices: list[int] | None
     zero_means_missing: bool
-    integer: bool = Field(description="Whole numbers in the data set (a display hint: "
-                                      "fractional values are accepted).")
+    integer: bool = Field(
+        description="Whole numbers in the data set (a display hint: "
+        "fractional values are accepted)."
+    )
     rule: str
 
 
@@ -214,9 +243,16 @@ CompatRequest = create_model(  # type: ignore[call-overload]
     __config__=ConfigDict(extra="forbid", strict=True, allow_inf_nan=False),
     __doc__="The case study's request body: every feature by its descriptive name.",
     **{
-        f.name: (float, Field(..., ge=f.minimum, le=f.maximum,
-                              multiple_of=1 if f.choices is not None else None,
-                              description=f"{f.code}: {f.description}. {f.rule}."))
+        f.name: (
+            float,
+            Field(
+                ...,
+                ge=f.minimum,
+                le=f.maximum,
+                multiple_of=1 if f.choices is not None else None,
+                description=f"{f.code}: {f.description}. {f.rule}.",
+            ),
+        )
         for f in FEATURES
     },
 )

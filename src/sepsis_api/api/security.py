@@ -10,8 +10,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sepsis_api.api.errors import error_body, send_json
 
-UNAUTHORIZED = ("missing or invalid API key: send 'Authorization: Bearer <key>' or "
-                "'X-API-Key: <key>'")
+UNAUTHORIZED = (
+    "missing or invalid API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+)
 
 
 def _presented_key(headers: dict[bytes, bytes]) -> bytes | None:
@@ -34,8 +35,9 @@ class RequireAPIKey:
     """Checks the key before anything reads the body, so a caller without a valid key learns
     nothing but 401. The key's id goes to ``scope["state"]["caller"]`` for the audit log."""
 
-    def __init__(self, app: ASGIApp, keys: dict[str, str],
-                 admin_keys: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, keys: dict[str, str], admin_keys: dict[str, str] | None = None
+    ) -> None:
         self.app = app
         self.admin = [(k.encode(), key_id) for k, key_id in (admin_keys or {}).items()]
         # Ordinary routes need a key only when ordinary keys are configured; admin keys then
@@ -61,8 +63,9 @@ class RequireAPIKey:
                     if hmac.compare_digest(given, key):
                         found = key_id
                 if found is None:
-                    await _deny(send, state, 401, UNAUTHORIZED + (" (an admin key)" if admin
-                                                                  else ""))
+                    await _deny(
+                        send, state, 401, UNAUTHORIZED + (" (an admin key)" if admin else "")
+                    )
                     return
                 state["caller"] = found
         await self.app(scope, receive, send)
@@ -77,6 +80,9 @@ async def caller_id(request: Request) -> str:
     """FastAPI dependency: the calling key's id (set by RequireAPIKey), for the audit log."""
     caller = request.scope.get("state", {}).get("caller")
     if caller is None:  # only reachable if a protected route escaped the middleware
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=UNAUTHORIZED,
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail=UNAUTHORIZED,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     return caller

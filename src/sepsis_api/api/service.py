@@ -60,8 +60,11 @@ class Service:
             return [p.default]
         if spec == "all":
             if not allow_all:
-                raise APIError(422, "model=all is not available here; choose one model",
-                               [_model_error(spec, p, allow_all)])
+                raise APIError(
+                    422,
+                    "model=all is not available here; choose one model",
+                    [_model_error(spec, p, allow_all)],
+                )
             return list(p.models.values())
         if spec in p.models:
             return [p.models[spec]]
@@ -81,14 +84,24 @@ class Service:
         except SQLAlchemyError as e:
             self.metrics.audit_failures.inc(n)
             raise APIError(
-                503, "the audit database is unavailable, so no estimate was returned; "
-                     f"retry later ({type(e).__name__})",
+                503,
+                "the audit database is unavailable, so no estimate was returned; "
+                f"retry later ({type(e).__name__})",
                 headers={"Retry-After": "5"},
             ) from None
 
-    async def predict_one(self, x: np.ndarray, inputs: dict[str, float | None],
-                          patient_id: str | None, models: list[ServedModel], *, explain: bool,
-                          caller: str, request_id: str, source: str) -> list[dict[str, Any]]:
+    async def predict_one(
+        self,
+        x: np.ndarray,
+        inputs: dict[str, float | None],
+        patient_id: str | None,
+        models: list[ServedModel],
+        *,
+        explain: bool,
+        caller: str,
+        request_id: str,
+        source: str,
+    ) -> list[dict[str, Any]]:
         """Score one patient with each model; commit one audit row per model; return rows."""
         rows: list[dict[str, Any]] = []
         for m in models:
@@ -96,33 +109,54 @@ class Service:
             contributions = None
             if explain:
                 contributions = [
-                    {"feature": c.code, "name": BY_CODE[c.code].name,
-                     "value": None if np.isnan(c.value) else c.value,
-                     "contribution": c.log_odds}
+                    {
+                        "feature": c.code,
+                        "name": BY_CODE[c.code].name,
+                        "value": None if np.isnan(c.value) else c.value,
+                        "contribution": c.log_odds,
+                    }
                     for c in explain_one(m, x)
                 ]
-            rows.append({
-                "id": new_id(), "model_name": m.name, "model_version": m.version,
-                "probability": p, "threshold": m.threshold,
-                "label": "Positive" if p >= m.threshold else "Negative",
-                "risk_band": m.bands.band_of(p), "contributions": contributions,
-            })
+            rows.append(
+                {
+                    "id": new_id(),
+                    "model_name": m.name,
+                    "model_version": m.version,
+                    "probability": p,
+                    "threshold": m.threshold,
+                    "label": "Positive" if p >= m.threshold else "Negative",
+                    "risk_band": m.bands.band_of(p),
+                    "contributions": contributions,
+                }
+            )
         each = {key: [r[key] for r in rows] for key in rows[0]}
-        await self.commit(self.audit.insert.params(len(rows), each, {
-            "created_at": datetime.now(UTC), "request_id": request_id, "caller": caller,
-            "source": source, "patient_id": patient_id, "inputs": inputs}))
+        await self.commit(
+            self.audit.insert.params(
+                len(rows),
+                each,
+                {
+                    "created_at": datetime.now(UTC),
+                    "request_id": request_id,
+                    "caller": caller,
+                    "source": source,
+                    "patient_id": patient_id,
+                    "inputs": inputs,
+                },
+            )
+        )
         for r in rows:
-            self.metrics.count(r["model_name"], r["model_version"], [r["label"]],
-                               [r["risk_band"]])
+            self.metrics.count(r["model_name"], r["model_version"], [r["label"]], [r["risk_band"]])
         return rows
 
-    async def predict_batch(self, patients: PatientChunks, model: ServedModel, *,
-                            caller: str, request_id: str) -> dict[str, Any]:
+    async def predict_batch(
+        self, patients: PatientChunks, model: ServedModel, *, caller: str, request_id: str
+    ) -> dict[str, Any]:
         """Score many patients with one model; all audit rows commit in one transaction."""
         stream = self.writer.stream()
         try:
             reply, labels, bands = await run_in_threadpool(
-                self._batch_rows, stream, patients, model, caller, request_id)
+                self._batch_rows, stream, patients, model, caller, request_id
+            )
         except BaseException:
             stream.abort()
             raise
@@ -131,15 +165,28 @@ class Service:
         self.metrics.batch_size.observe(len(patients))
         return reply
 
-    def _batch_rows(self, stream: RowStream, patients: PatientChunks, model: ServedModel,
-                    caller: str, request_id: str) -> tuple[dict[str, Any], list[str], list[str]]:
+    def _batch_rows(
+        self,
+        stream: RowStream,
+        patients: PatientChunks,
+        model: ServedModel,
+        caller: str,
+        request_id: str,
+    ) -> tuple[dict[str, Any], list[str], list[str]]:
         """Validate and score chunk by chunk, handing each chunk's audit rows to the writer
         (it inserts one while the next is prepared); then build the reply while the last rows
         commit."""
         codes = [f.code for f in FEATURES]
-        same = {"created_at": datetime.now(UTC), "request_id": request_id, "caller": caller,
-                "source": "batch", "model_name": model.name, "model_version": model.version,
-                "threshold": model.threshold, "contributions": None}
+        same = {
+            "created_at": datetime.now(UTC),
+            "request_id": request_id,
+            "caller": caller,
+            "source": "batch",
+            "model_name": model.name,
+            "model_version": model.version,
+            "threshold": model.threshold,
+            "contributions": None,
+        }
         pred_ids: list[str] = []
         patient_ids: list[str | None] = []
         probs: list[float] = []
@@ -147,11 +194,15 @@ class Service:
         bands: list[str] = []
         for X, ids in patients.chunks(BATCH_CHUNK_ROWS):
             scores = self.predictor.score(X, model.name)
-            chunk = {"id": new_ids(len(ids)), "patient_id": ids,
-                     "probability": scores.probability.tolist(),
-                     "label": scores.label.tolist(), "risk_band": scores.band.tolist(),
-                     # NaN (not measured) is stored as JSON null: orjson writes NaN as null.
-                     "inputs": [dict(zip(codes, row, strict=True)) for row in X.tolist()]}
+            chunk = {
+                "id": new_ids(len(ids)),
+                "patient_id": ids,
+                "probability": scores.probability.tolist(),
+                "label": scores.label.tolist(),
+                "risk_band": scores.band.tolist(),
+                # NaN (not measured) is stored as JSON null: orjson writes NaN as null.
+                "inputs": [dict(zip(codes, row, strict=True)) for row in X.tolist()],
+            }
             stream.put(self.audit.insert.params(len(ids), chunk, same))
             pred_ids += chunk["id"]
             patient_ids += ids
@@ -160,13 +211,22 @@ class Service:
             bands += chunk["risk_band"]
         stream.close()
         reply = {
-            "model": model.name, "model_version": model.version, "threshold": model.threshold,
+            "model": model.name,
+            "model_version": model.version,
+            "threshold": model.threshold,
             "count": len(probs),
             "results": [
-                {"index": i, "patient_id": pat, "prediction_id": pid, "probability": p,
-                 "label": lab, "risk_band": band}
+                {
+                    "index": i,
+                    "patient_id": pat,
+                    "prediction_id": pid,
+                    "probability": p,
+                    "label": lab,
+                    "risk_band": band,
+                }
                 for i, (pat, pid, p, lab, band) in enumerate(
-                    zip(patient_ids, pred_ids, probs, labels, bands, strict=True))
+                    zip(patient_ids, pred_ids, probs, labels, bands, strict=True)
+                )
             ],
         }
         return reply, labels, bands
@@ -185,5 +245,10 @@ class PatientChunks(Protocol):
 def _model_error(spec: str, p: Predictor, allow_all: bool) -> dict[str, Any]:
     choices = [*p.models, p.version.version] + (["all"] if allow_all else [])
     reason = "is not available for this call" if spec == "all" else "is not a served model"
-    return {"field": "model", "row": None, "value": spec,
-            "expected": f"one of {', '.join(choices)}", "message": f"model: {spec!r} {reason}"}
+    return {
+        "field": "model",
+        "row": None,
+        "value": spec,
+        "expected": f"one of {', '.join(choices)}",
+        "message": f"model: {spec!r} {reason}",
+    }

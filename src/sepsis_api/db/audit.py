@@ -18,6 +18,7 @@ from sepsis_api.db.session import make_engine, sqlite_file
 if TYPE_CHECKING:
     from sepsis_api.config import Settings
 
+
 @dataclass(frozen=True)
 class HistoryFilter:
     patient_id: str | None = None
@@ -49,11 +50,14 @@ class BulkInsert:
         self._row = "(" + ", ".join([_MARKS[dialect.paramstyle]] * len(self.keys)) + ")"
         self.rows_per_statement = _max_parameters(dialect) // len(self.keys)
         self.convert = {
-            key: proc for key in self.keys
-            if (proc := table.c[key].type.dialect_impl(dialect).bind_processor(dialect))}
+            key: proc
+            for key in self.keys
+            if (proc := table.c[key].type.dialect_impl(dialect).bind_processor(dialect))
+        }
 
-    def params(self, n: int, each: Mapping[str, Sequence[Any]], same: Mapping[str, Any]
-               ) -> list[tuple[Any, ...]]:
+    def params(
+        self, n: int, each: Mapping[str, Sequence[Any]], same: Mapping[str, Any]
+    ) -> list[tuple[Any, ...]]:
         """Driver values for ``n`` rows: ``each`` holds a value per row, ``same`` one value
         for all rows; together they name every column."""
         columns: list[Iterable[Any]] = []
@@ -72,9 +76,11 @@ class BulkInsert:
     def statements(self, rows: list[tuple[Any, ...]]) -> Iterator[tuple[str, tuple[Any, ...]]]:
         """(SQL, flat parameters) for each chunk of ``rows``."""
         for start in range(0, len(rows), self.rows_per_statement):
-            chunk = rows[start:start + self.rows_per_statement]
-            yield (self._head + ", ".join([self._row] * len(chunk)),
-                   tuple(chain.from_iterable(chunk)))
+            chunk = rows[start : start + self.rows_per_statement]
+            yield (
+                self._head + ", ".join([self._row] * len(chunk)),
+                tuple(chain.from_iterable(chunk)),
+            )
 
 
 _MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
@@ -107,8 +113,9 @@ class AuditLog:
     def active_version(self) -> str | None:
         """The version set by `models activate` (shared by all replicas), if any."""
         with self.engine.connect() as conn:
-            return conn.execute(select(ActiveVersion.version).where(ActiveVersion.id == 1)
-                                ).scalar_one_or_none()
+            return conn.execute(
+                select(ActiveVersion.version).where(ActiveVersion.id == 1)
+            ).scalar_one_or_none()
 
     def set_active_version(self, version: str, by: str) -> None:
         row = {"version": version, "activated_at": datetime.now(UTC), "activated_by": by}
@@ -132,15 +139,18 @@ class AuditLog:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
 
-    def page(self, flt: HistoryFilter, *, limit: int, before: str | None = None
-             ) -> list[dict[str, Any]]:
+    def page(
+        self, flt: HistoryFilter, *, limit: int, before: str | None = None
+    ) -> list[dict[str, Any]]:
         """Up to ``limit`` records newest first, strictly older than the id ``before``."""
         q = select(Prediction.__table__).order_by(Prediction.id.desc()).limit(limit)
         if before:
             q = q.where(Prediction.id < before)
         for column, value in (
-            (Prediction.patient_id, flt.patient_id), (Prediction.label, flt.label),
-            (Prediction.model_version, flt.model_version), (Prediction.model_name, flt.model_name),
+            (Prediction.patient_id, flt.patient_id),
+            (Prediction.label, flt.label),
+            (Prediction.model_version, flt.model_version),
+            (Prediction.model_name, flt.model_name),
         ):
             if value is not None:
                 q = q.where(column == value)
@@ -176,8 +186,9 @@ class SchemaBehind(RuntimeError):
 
 def open_audit(settings: Settings, *, background_checkpoints: bool = False) -> AuditLog:
     """Connect to the audit database and make sure its schema is current."""
-    engine = make_engine(settings.effective_database_url,
-                         background_checkpoints=background_checkpoints)
+    engine = make_engine(
+        settings.effective_database_url, background_checkpoints=background_checkpoints
+    )
     if settings.db_auto_upgrade:
         migrate.upgrade(engine)
     elif not migrate.is_current(engine):

@@ -18,18 +18,21 @@ def make_engine(url: str, *, background_checkpoints: bool = False) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if path := sqlite_file(parsed):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               json_serializer=_dumps)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, json_serializer=_dumps
+        )
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record) -> None:
-            sqlite_pragmas(dbapi_conn, busy_timeout_ms=30_000,
-                           background_checkpoints=background_checkpoints)
+            sqlite_pragmas(
+                dbapi_conn, busy_timeout_ms=30_000, background_checkpoints=background_checkpoints
+            )
 
         return engine
     # pre-ping: a connection dropped while the database was away is replaced, not reused.
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
-                         json_serializer=_dumps)
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, json_serializer=_dumps
+    )
 
 
 def _dumps(value: object) -> str:
@@ -44,8 +47,9 @@ def sqlite_file(url: URL | str) -> str | None:
     return None
 
 
-def sqlite_pragmas(conn: sqlite3.Connection, *, busy_timeout_ms: int,
-                   background_checkpoints: bool) -> None:
+def sqlite_pragmas(
+    conn: sqlite3.Connection, *, busy_timeout_ms: int, background_checkpoints: bool
+) -> None:
     """The settings of every SQLite connection to the audit log. WAL: readers never block the
     writer; NORMAL: a commit appends to the log without a sync (durable at checkpoints)."""
     pragmas = ["journal_mode=WAL", "synchronous=NORMAL", f"busy_timeout={busy_timeout_ms}"]

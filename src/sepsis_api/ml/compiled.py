@@ -28,7 +28,9 @@ _LANES = 16  # rows walked through a tree together: independent loads overlap in
 
 
 @numba.njit(cache=True, nogil=True)
-def _forest_rows(X, feature, threshold, left, right, value, roots, depth, bias, divisor, out, lo, hi):  # noqa: E501
+def _forest_rows(
+    X, feature, threshold, left, right, value, roots, depth, bias, divisor, out, lo, hi
+):
     """Sum the trees' leaf values for rows lo..hi; leaves point to themselves (fixed depth)."""
     nodes = np.empty(_LANES, np.int32)
     acc = np.empty(_LANES, np.float64)
@@ -53,8 +55,21 @@ def _forest_parallel(X, feature, threshold, left, right, value, roots, depth, bi
     step = 1024
     for b in numba.prange((n + step - 1) // step):
         lo = b * step
-        _forest_rows(X, feature, threshold, left, right, value, roots, depth, bias, divisor, out,
-                     lo, min(lo + step, n))
+        _forest_rows(
+            X,
+            feature,
+            threshold,
+            left,
+            right,
+            value,
+            roots,
+            depth,
+            bias,
+            divisor,
+            out,
+            lo,
+            min(lo + step, n),
+        )
 
 
 @numba.njit(cache=True, nogil=True)
@@ -142,8 +157,19 @@ class CompiledModel:
             return out
         Z32 = self.prepare(X, np.float32)  # scikit-learn's trees compare in float32
         out = np.empty(len(Z32), dtype=np.float64)
-        args = (Z32, self.feature, self.threshold, self.left, self.right, self.value,
-                self.roots, self.depth, self.bias, self.divisor, out)
+        args = (
+            Z32,
+            self.feature,
+            self.threshold,
+            self.left,
+            self.right,
+            self.value,
+            self.roots,
+            self.depth,
+            self.bias,
+            self.divisor,
+            out,
+        )
         if len(Z32) >= _PARALLEL_MIN_ROWS:
             _forest_parallel(*args)
         else:
@@ -178,7 +204,10 @@ class CompiledModel:
                 a = data[f.name]
                 values[f.name] = a.item() if a.ndim == 0 else a
         values["kind"], values["response"], values["calibration"] = (
-            str(values["kind"]), str(values["response"]), str(values["calibration"]))
+            str(values["kind"]),
+            str(values["response"]),
+            str(values["calibration"]),
+        )
         return cls(**values)
 
 
@@ -206,9 +235,12 @@ def _flatten_trees(trees: list, leaf_values: list[np.ndarray]) -> dict[str, np.n
         depth.append(t.max_depth)
         offset += t.node_count
     return {
-        "feature": np.concatenate(feature), "threshold": np.concatenate(threshold),
-        "left": np.concatenate(left), "right": np.concatenate(right),
-        "value": np.concatenate(value), "roots": np.asarray(roots, dtype=np.int32),
+        "feature": np.concatenate(feature),
+        "threshold": np.concatenate(threshold),
+        "left": np.concatenate(left),
+        "right": np.concatenate(right),
+        "value": np.concatenate(value),
+        "roots": np.asarray(roots, dtype=np.int32),
         "depth": np.asarray(depth, dtype=np.int32),
     }
 
@@ -237,8 +269,15 @@ def compile_pipeline(fitted: object) -> CompiledModel:
         center, scale = steps["scale"].mean_.copy(), steps["scale"].scale_.copy()
     clf = pipeline.steps[-1][1]
     empty_i, empty_f = np.empty(0, np.int32), np.empty(0, np.float64)
-    trees = {"feature": empty_i, "threshold": np.empty(0, np.float32), "left": empty_i,
-             "right": empty_i, "value": empty_f, "roots": empty_i, "depth": empty_i}
+    trees = {
+        "feature": empty_i,
+        "threshold": np.empty(0, np.float32),
+        "left": empty_i,
+        "right": empty_i,
+        "value": empty_f,
+        "roots": empty_i,
+        "depth": empty_i,
+    }
     coef, divisor = empty_f, 1.0
     if isinstance(clf, LogisticRegression):
         kind, response = "linear", "decision"
@@ -259,9 +298,17 @@ def compile_pipeline(fitted: object) -> CompiledModel:
         raise ValueError(f"cannot compile a {type(clf).__name__}")
     zm = steps["zero_as_missing"]
     return CompiledModel(
-        kind=kind, response=response, calibration=calibration,
+        kind=kind,
+        response=response,
+        calibration=calibration,
         zero_missing=np.asarray(zm.columns, dtype=np.int64),
         medians=steps["impute"].statistics_.astype(np.float64),
-        center=center, scale=scale, coef=coef, bias=bias, divisor=divisor,
-        calib_a=calib_a, calib_b=calib_b, **trees,
+        center=center,
+        scale=scale,
+        coef=coef,
+        bias=bias,
+        divisor=divisor,
+        calib_a=calib_a,
+        calib_b=calib_b,
+        **trees,
     )

@@ -96,8 +96,10 @@ def _column_map(columns: list[str], *, want_label: bool) -> dict[str, str]:
             break
     else:
         if want_label:
-            raise DataError(f"missing label column {LABEL_COLUMN} (values Positive/Negative)",
-                            columns=[LABEL_COLUMN])
+            raise DataError(
+                f"missing label column {LABEL_COLUMN} (values Positive/Negative)",
+                columns=[LABEL_COLUMN],
+            )
     return found
 
 
@@ -116,13 +118,17 @@ def _validate_feature(
         text = _as_text(raw)
         empty = (text == "").to_numpy()
         values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
     def flag(mask: np.ndarray, value: Callable[[int], str], reason: str) -> None:
         for i in np.flatnonzero(mask):
             errors.setdefault(int(i), RowError(int(rows[i]), f.code, value(i), reason))
 
     if text is not None:
-        flag(np.isnan(values) & ~empty, lambda i: str(text.iloc[i]),
-             f"not a number; {f.code} is {f.rule}")
+        flag(
+            np.isnan(values) & ~empty,
+            lambda i: str(text.iloc[i]),
+            f"not a number; {f.code} is {f.rule}",
+        )
     if not f.nullable:
         flag(empty, lambda i: "", f"missing value; {f.code} is required ({f.rule})")
     finite = np.isfinite(values)
@@ -171,10 +177,15 @@ def validate_frame(
         y[(text == LABEL_NEGATIVE.lower()).to_numpy()] = 0
         if want_label:
             for i in np.flatnonzero(y < 0):
-                errors.setdefault(i, RowError(
-                    int(rows[i]), cols[LABEL_COLUMN], str(df[cols[LABEL_COLUMN]].iloc[i]),
-                    f"unknown label; expected {LABEL_POSITIVE} or {LABEL_NEGATIVE}",
-                ))
+                errors.setdefault(
+                    i,
+                    RowError(
+                        int(rows[i]),
+                        cols[LABEL_COLUMN],
+                        str(df[cols[LABEL_COLUMN]].iloc[i]),
+                        f"unknown label; expected {LABEL_POSITIVE} or {LABEL_NEGATIVE}",
+                    ),
+                )
         else:
             y = None  # labels are optional when scoring; ignore them
 
@@ -192,8 +203,12 @@ def validate_frame(
 def _csv_frames(fh: TextIO, chunk_rows: int) -> Iterator[pd.DataFrame]:
     try:
         for frame in pd.read_csv(
-            fh, dtype=str, keep_default_na=False, chunksize=chunk_rows,
-            skipinitialspace=True, quoting=csv.QUOTE_MINIMAL,
+            fh,
+            dtype=str,
+            keep_default_na=False,
+            chunksize=chunk_rows,
+            skipinitialspace=True,
+            quoting=csv.QUOTE_MINIMAL,
         ):
             # When row 1 has one field more than the header, pandas silently makes the
             # first column the index and shifts every column of every row by one.

@@ -148,12 +148,12 @@ def build_card(run: Any) -> dict[str, Any]:
             "repeats": run.n_repeats,
             "interval": "2.5th-97.5th percentile of the per-fold scores",
             "operating_point_interval": "95% percentile bootstrap (1000 resamples) of the "
-                                        "out-of-fold predictions",
+            "out-of-fold predictions",
             "threshold_rule": "highest threshold with out-of-fold sensitivity >= "
-                              f"{ev.TARGET_SENSITIVITY:.2f}",
+            f"{ev.TARGET_SENSITIVITY:.2f}",
             "band_rule": "low below the highest cut with sensitivity >= "
-                         f"{ev.LOW_BAND_SENSITIVITY:.2f}; high from the lowest cut with "
-                         f"specificity >= {ev.HIGH_BAND_SPECIFICITY:.2f}; moderate between",
+            f"{ev.LOW_BAND_SENSITIVITY:.2f}; high from the lowest cut with "
+            f"specificity >= {ev.HIGH_BAND_SPECIFICITY:.2f}; moderate between",
         },
         "libraries": library_versions(),
         "models": models,
@@ -178,8 +178,7 @@ def save_run(run: Any, root: Path) -> Path:
         write_report(run, card, tmp)
         write_model_card(card, tmp)
         card["files"] = {
-            str(p.relative_to(tmp)): sha256_of(p)
-            for p in sorted(tmp.rglob("*")) if p.is_file()
+            str(p.relative_to(tmp)): sha256_of(p) for p in sorted(tmp.rglob("*")) if p.is_file()
         }
         (tmp / CARD).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
         tmp.chmod(0o755)  # mkdtemp makes it owner-only; servers may run as another user
@@ -238,7 +237,8 @@ class ModelVersion:
                     "to load it"
                 )
         unlisted = sorted(
-            str(p.relative_to(path)) for p in path.rglob("*")
+            str(p.relative_to(path))
+            for p in path.rglob("*")
             if p.is_file() and p.name != CARD and str(p.relative_to(path)) not in listed
         )
         if unlisted:

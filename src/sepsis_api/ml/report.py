@@ -32,8 +32,14 @@ if TYPE_CHECKING:
 
 DPI = 90
 PNG_META = {"Software": None}  # no version string in the file: bytes depend on the data only
-RC = {"svg.hashsalt": "sepsis-api", "font.size": 8, "axes.titlesize": 9, "legend.fontsize": 7,
-      "axes.spines.top": False, "axes.spines.right": False}
+RC = {
+    "svg.hashsalt": "sepsis-api",
+    "font.size": 8,
+    "axes.titlesize": 9,
+    "legend.fontsize": 7,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
 CLASS_COLORS = ("#4C72B0", "#DD8452")  # negative, positive
 CLASS_NAMES = ("Negative", "Positive")
 MODEL_COLORS = ("#4C72B0", "#55A868", "#C44E52", "#8172B2", "#CCB974")
@@ -118,8 +124,14 @@ def _distributions(Xm: np.ndarray, y: np.ndarray, path: Path) -> str:
         else:
             bins = np.histogram_bin_edges(col[seen], bins=20)
         for label in (0, 1):
-            ax.hist(col[seen & (y == label)], bins=bins, density=True, alpha=0.55,
-                    color=CLASS_COLORS[label], label=CLASS_NAMES[label])
+            ax.hist(
+                col[seen & (y == label)],
+                bins=bins,
+                density=True,
+                alpha=0.55,
+                color=CLASS_COLORS[label],
+                label=CLASS_NAMES[label],
+            )
         title = f.code + (f" ({f.unit})" if f.unit else "")
         if (~seen).any():
             title += f" · {int((~seen).sum())} missing"
@@ -127,7 +139,7 @@ def _distributions(Xm: np.ndarray, y: np.ndarray, path: Path) -> str:
         ax.set_yticks([])
         if f.choices is not None:
             ax.set_xticks(f.choices)
-    for ax in axes[len(FEATURES):]:
+    for ax in axes[len(FEATURES) :]:
         ax.set_visible(False)
     axes[0].legend(title="Sepsis")
     return _save(fig, path)
@@ -143,8 +155,15 @@ def _correlations(Xm: np.ndarray, y: np.ndarray, path: Path) -> str:
     ax.set_yticks(range(len(names)), names)
     for i in range(len(names)):
         for j in range(len(names)):
-            ax.text(j, i, f"{corr[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                    color="white" if abs(corr[i, j]) > 0.6 else "black")
+            ax.text(
+                j,
+                i,
+                f"{corr[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="white" if abs(corr[i, j]) > 0.6 else "black",
+            )
     ax.set_title("Pearson correlation (missing values left out pairwise)")
     ax.spines[:].set_visible(False)
     fig.colorbar(im, ax=ax, shrink=0.8)
@@ -158,29 +177,44 @@ def _curves(run: TrainingRun, kind: str, path: Path) -> str:
     for color, r in zip(MODEL_COLORS, run.candidates.values(), strict=False):
         if kind == "roc":
             fpr, tpr, _ = roc_curve(y, r.oof)
-            ax.plot(fpr, tpr, color=color,
-                    label=f"{r.display_name} (AUC {roc_auc_score(y, r.oof):.3f})")
+            ax.plot(
+                fpr, tpr, color=color, label=f"{r.display_name} (AUC {roc_auc_score(y, r.oof):.3f})"
+            )
             op = operating_metrics(y, r.oof, r.threshold)  # the model's operating point
             ax.plot(1 - op["specificity"], op["sensitivity"], "o", ms=5, color=color)
         elif kind == "pr":
             prec, rec, _ = precision_recall_curve(y, r.oof)
-            ax.step(rec, prec, where="post", color=color,
-                    label=f"{r.display_name} (AP {ap_score(y, r.oof):.3f})")
+            ax.step(
+                rec,
+                prec,
+                where="post",
+                color=color,
+                label=f"{r.display_name} (AP {ap_score(y, r.oof):.3f})",
+            )
         else:
             obs, pred = calibration_curve(y, r.oof, n_bins=10, strategy="quantile")
             ax.plot(pred, obs, marker="o", ms=3, color=color, label=r.display_name)
     if kind == "roc":
         ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8)
-        ax.set(title="ROC (out-of-fold; dots: operating points)", xlabel="1 - specificity",
-               ylabel="sensitivity")
+        ax.set(
+            title="ROC (out-of-fold; dots: operating points)",
+            xlabel="1 - specificity",
+            ylabel="sensitivity",
+        )
     elif kind == "pr":
         ax.axhline(y.mean(), ls="--", color="grey", lw=0.8, label=f"prevalence {y.mean():.3f}")
-        ax.set(title="Precision-recall (out-of-fold)", xlabel="recall (sensitivity)",
-               ylabel="precision (PPV)")
+        ax.set(
+            title="Precision-recall (out-of-fold)",
+            xlabel="recall (sensitivity)",
+            ylabel="precision (PPV)",
+        )
     else:
         ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8, label="perfect")
-        ax.set(title="Calibration (out-of-fold, 10 quantile bins)",
-               xlabel="mean predicted risk", ylabel="observed sepsis rate")
+        ax.set(
+            title="Calibration (out-of-fold, 10 quantile bins)",
+            xlabel="mean predicted risk",
+            ylabel="observed sepsis rate",
+        )
     ax.set(xlim=(0, 1), ylim=(0, 1.02))
     ax.legend(loc="lower right" if kind != "pr" else "lower left")
     return _save(fig, path)
@@ -192,8 +226,15 @@ def _confusion(c: dict[str, int], title: str, path: Path) -> str:
     ax = fig.subplots()
     ax.imshow(m, cmap="Blues", vmin=0, vmax=m.sum())
     for (i, j), v in np.ndenumerate(m):
-        ax.text(j, i, str(v), ha="center", va="center", fontsize=11,
-                color="white" if v > m.sum() / 2 else "black")
+        ax.text(
+            j,
+            i,
+            str(v),
+            ha="center",
+            va="center",
+            fontsize=11,
+            color="white" if v > m.sum() / 2 else "black",
+        )
     ax.set_xticks([0, 1], ["no alert", "alert"])
     ax.set_yticks([0, 1], list(CLASS_NAMES))
     ax.set(xlabel="predicted (at threshold)", ylabel="actual", title=title)
@@ -228,12 +269,20 @@ def _feature_rows(run: TrainingRun, missing: np.ndarray) -> list[dict[str, Any]]
     n = len(run.data.y)
     rows = []
     for j, f in enumerate(FEATURES):
-        valid = ("one of " + ", ".join(map(str, f.choices)) if f.choices is not None
-                 else f"{f.minimum:g} to {f.maximum:g}")
-        rows.append({
-            "f": f, "valid": valid, "missing": int(missing[j]), "missing_pct": missing[j] / n,
-            "median": run.feature_stats.get(f.code, {}).get("p50"),
-        })
+        valid = (
+            "one of " + ", ".join(map(str, f.choices))
+            if f.choices is not None
+            else f"{f.minimum:g} to {f.maximum:g}"
+        )
+        rows.append(
+            {
+                "f": f,
+                "valid": valid,
+                "missing": int(missing[j]),
+                "missing_pct": missing[j] / n,
+                "median": run.feature_stats.get(f.code, {}).get("p50"),
+            }
+        )
     return rows
 
 
@@ -262,23 +311,47 @@ def write_report(run: TrainingRun, card: dict, out_dir: Path) -> Path:
             conf = confusion_at(y, r.oof, r.threshold)
             bands = r.bands.band(r.oof)
             pipe = _final_pipeline(r.fitted)
-            models.append({
-                "name": name, "r": r, "card": card["models"][name], "confusion": conf,
-                "confusion_png": _confusion(conf, f"{r.display_name}\nthreshold {r.threshold:.3f}",
-                                            plots / f"confusion_{name}.png"),
-                "steps": " → ".join(step for step, _ in pipe.steps),
-                "estimator": repr(pipe.steps[-1][1]),
-                "bands": [
-                    {"band": b, "rows": int((bands == b).sum()),
-                     "rate": float(y[bands == b].mean()) if (bands == b).any() else float("nan")}
-                    for b in ("low", "moderate", "high")
-                ],
-            })
+            models.append(
+                {
+                    "name": name,
+                    "r": r,
+                    "card": card["models"][name],
+                    "confusion": conf,
+                    "confusion_png": _confusion(
+                        conf,
+                        f"{r.display_name}\nthreshold {r.threshold:.3f}",
+                        plots / f"confusion_{name}.png",
+                    ),
+                    "steps": " → ".join(step for step, _ in pipe.steps),
+                    "estimator": repr(pipe.steps[-1][1]),
+                    "bands": [
+                        {
+                            "band": b,
+                            "rows": int((bands == b).sum()),
+                            "rate": float(y[bands == b].mean())
+                            if (bands == b).any()
+                            else float("nan"),
+                        }
+                        for b in ("low", "moderate", "high")
+                    ],
+                }
+            )
 
-    html = _env().get_template("report.html.j2").render(
-        run=run, card=card, models=models, figs=figs, features=_feature_rows(run, missing),
-        n=len(y), positives=int(y.sum()), provenance=PROVENANCE, not_a_device=NOT_A_DEVICE,
-        rates=list(zip(RATES, RATE_NAMES, strict=True)),
+    html = (
+        _env()
+        .get_template("report.html.j2")
+        .render(
+            run=run,
+            card=card,
+            models=models,
+            figs=figs,
+            features=_feature_rows(run, missing),
+            n=len(y),
+            positives=int(y.sum()),
+            provenance=PROVENANCE,
+            not_a_device=NOT_A_DEVICE,
+            rates=list(zip(RATES, RATE_NAMES, strict=True)),
+        )
     )
     path = out_dir / "report.html"
     path.write_text(html, encoding="utf-8")
@@ -301,63 +374,115 @@ def write_model_card(card: dict, out_dir: Path) -> Path:
     models: dict[str, dict[str, Any]] = card["models"]
     default = card["default_model"]
     data, val = card["training_data"], card["validation"]
-    mark = {n: f"**{m['display_name']}** (default)" if n == default else m["display_name"]
-            for n, m in models.items()}
+    mark = {
+        n: f"**{m['display_name']}** (default)" if n == default else m["display_name"]
+        for n, m in models.items()
+    }
     lines = [
-        f"# Model card: sepsis risk estimate, version {card['version']}", "",
+        f"# Model card: sepsis risk estimate, version {card['version']}",
+        "",
         f"Trained {card['created_at'][:10]} ({card['created_at']}), seed {card['seed']}. "
-        f"Default model: **{models[default]['display_name']}** (`{default}`).", "",
-        f"> **{NOT_A_DEVICE}**", "",
-        "## Intended use", "", card["intended_use"], "",
+        f"Default model: **{models[default]['display_name']}** (`{default}`).",
+        "",
+        f"> **{NOT_A_DEVICE}**",
+        "",
+        "## Intended use",
+        "",
+        card["intended_use"],
+        "",
         "Output per patient: a calibrated probability of developing sepsis, a label at the "
-        "model's threshold, and a risk band (low / moderate / high).", "",
-        "## Data provenance", "", card["provenance"], "",
-        "## Training data", "",
-        *_table(["File", "SHA-256", "Rows", "Positives"], [[
-            f"`{data['file']}`", f"`{data['sha256']}`", data["rows"],
-            f"{data['positives']} ({pct(data['positives'] / data['rows'])})",
-        ]]),
-        "## Validation method", "",
+        "model's threshold, and a risk band (low / moderate / high).",
+        "",
+        "## Data provenance",
+        "",
+        card["provenance"],
+        "",
+        "## Training data",
+        "",
+        *_table(
+            ["File", "SHA-256", "Rows", "Positives"],
+            [
+                [
+                    f"`{data['file']}`",
+                    f"`{data['sha256']}`",
+                    data["rows"],
+                    f"{data['positives']} ({pct(data['positives'] / data['rows'])})",
+                ]
+            ],
+        ),
+        "## Validation method",
+        "",
         f"- {val['method']}: {val['splits']} folds, {val['repeats']} repeats",
         f"- Metric intervals: {val['interval']}",
         f"- Operating-point intervals: {val['operating_point_interval']}",
         f"- Threshold: {val['threshold_rule']}",
-        f"- Risk bands: {val['band_rule']}", "",
-        "## Metrics", "",
+        f"- Risk bands: {val['band_rule']}",
+        "",
+        "## Metrics",
+        "",
         "Mean and [2.5%, 97.5%] over cross-validation folds. Brier is shown for the chosen "
-        "calibration and for the uncalibrated model.", "",
+        "calibration and for the uncalibrated model.",
+        "",
         *_table(
             ["Model", "Calibration", "ROC AUC", "Average precision", "Brier", "Brier (uncal.)"],
-            [[mark[n], m["calibration"], iv(m["metrics"]["roc_auc"]),
-              iv(m["metrics"]["average_precision"]), iv(m["metrics"]["brier"]),
-              iv(m["uncalibrated_metrics"]["brier"])] for n, m in models.items()],
+            [
+                [
+                    mark[n],
+                    m["calibration"],
+                    iv(m["metrics"]["roc_auc"]),
+                    iv(m["metrics"]["average_precision"]),
+                    iv(m["metrics"]["brier"]),
+                    iv(m["uncalibrated_metrics"]["brier"]),
+                ]
+                for n, m in models.items()
+            ],
         ),
-        "## Threshold and operating point", "",
+        "## Threshold and operating point",
+        "",
         "At each model's threshold, on out-of-fold predictions; value [95% bootstrap interval].",
         "",
         *_table(
             ["Model", "Threshold", *RATE_NAMES],
-            [[mark[n], num(m["threshold"]), *(pct_iv(m["operating_point"][k]) for k in RATES)]
-             for n, m in models.items()],
+            [
+                [mark[n], num(m["threshold"]), *(pct_iv(m["operating_point"][k]) for k in RATES)]
+                for n, m in models.items()
+            ],
         ),
-        "## Risk bands", "",
+        "## Risk bands",
+        "",
         *_table(
             ["Model", "Low", "Moderate", "High"],
-            [[mark[n], f"p < {num(b['moderate_from'])}",
-              f"{num(b['moderate_from'])} ≤ p < {num(b['high_from'])}",
-              f"p ≥ {num(b['high_from'])}"]
-             for n, m in models.items() for b in [m["risk_bands"]]],
+            [
+                [
+                    mark[n],
+                    f"p < {num(b['moderate_from'])}",
+                    f"{num(b['moderate_from'])} ≤ p < {num(b['high_from'])}",
+                    f"p ≥ {num(b['high_from'])}",
+                ]
+                for n, m in models.items()
+                for b in [m["risk_bands"]]
+            ],
         ),
-        "## Feature importance", "",
+        "## Feature importance",
+        "",
         "Permutation importance: mean drop in ROC AUC when the feature is shuffled "
-        "(refit model, training rows).", "",
+        "(refit model, training rows).",
+        "",
         *_table(
             ["Feature", *(mark[n] for n in models)],
-            [[f"`{code}`", *(num(m["importance"].get(code)) for m in models.values())]
-             for code in sorted(card["features"], key=lambda c: -models[default]["importance"][c])],
+            [
+                [f"`{code}`", *(num(m["importance"].get(code)) for m in models.values())]
+                for code in sorted(
+                    card["features"], key=lambda c: -models[default]["importance"][c]
+                )
+            ],
         ),
-        "## Limitations", "", *(f"- {item}" for item in card["limitations"]), "",
-        "## Library versions", "",
+        "## Limitations",
+        "",
+        *(f"- {item}" for item in card["limitations"]),
+        "",
+        "## Library versions",
+        "",
         *_table(["Library", "Version"], [[k, v] for k, v in card["libraries"].items()]),
     ]
     path = Path(out_dir) / "MODEL_CARD.md"

@@ -103,8 +103,14 @@ def calibrated(pipeline: Pipeline, seed: int) -> CalibratedClassifierCV:
     return CalibratedClassifierCV(pipeline, method="sigmoid", cv=inner, ensemble=False)
 
 
-def _fold(candidate: Candidate, X: np.ndarray, y: np.ndarray, train: np.ndarray,
-          test: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _fold(
+    candidate: Candidate,
+    X: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
     raw = candidate.build(seed).fit(X[train], y[train])
     cal = calibrated(candidate.build(seed), seed).fit(X[train], y[train])
     return raw.predict_proba(X[test])[:, 1], cal.predict_proba(X[test])[:, 1]
@@ -120,8 +126,10 @@ def feature_statistics(X: np.ndarray) -> dict[str, dict[str, float]]:
         q = np.percentile(seen, [5, 25, 50, 75, 95])
         stats[f.code] = {
             "missing_fraction": round(float(np.isnan(col).mean()), 6),
-            "mean": round(float(seen.mean()), 6), "std": round(float(seen.std(ddof=1)), 6),
-            "min": float(seen.min()), "max": float(seen.max()),
+            "mean": round(float(seen.mean()), 6),
+            "std": round(float(seen.std(ddof=1)), 6),
+            "min": float(seen.min()),
+            "max": float(seen.max()),
             **{f"p{p}": round(float(v), 6) for p, v in zip((5, 25, 50, 75, 95), q, strict=True)},
         }
     return stats
@@ -170,7 +178,7 @@ def train(
 
     results: dict[str, CandidateResult] = {}
     for k, cand in enumerate(CANDIDATES):
-        folds = outputs[k * len(splits):(k + 1) * len(splits)]
+        folds = outputs[k * len(splits) : (k + 1) * len(splits)]
         scores = {"none": {m: [] for m in ev.METRICS}, "sigmoid": {m: [] for m in ev.METRICS}}
         oof = {"none": np.zeros(len(y)), "sigmoid": np.zeros(len(y))}
         for (_, test), (p_raw, p_cal) in zip(splits, folds, strict=True):
@@ -208,10 +216,15 @@ def train(
 
     sha = sha256_of(Path(data_path))
     return TrainingRun(
-        data=data, data_path=Path(data_path), data_sha256=sha, seed=seed,
-        n_splits=n_splits, n_repeats=n_repeats, candidates=results,
-        default=choose_default(results), version=make_version(sha, seed, n_splits, n_repeats),
+        data=data,
+        data_path=Path(data_path),
+        data_sha256=sha,
+        seed=seed,
+        n_splits=n_splits,
+        n_repeats=n_repeats,
+        candidates=results,
+        default=choose_default(results),
+        version=make_version(sha, seed, n_splits, n_repeats),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         feature_stats=feature_statistics(X),
     )
-

@@ -8,8 +8,9 @@ import streamlit as st
 
 from sepsis_api.ui import common
 
-st.set_page_config(page_title="Sepsis Risk", page_icon="🩺", layout="wide",
-                   initial_sidebar_state="expanded")
+st.set_page_config(
+    page_title="Sepsis Risk", page_icon="🩺", layout="wide", initial_sidebar_state="expanded"
+)
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),

@@ -127,8 +127,13 @@ class APIUnreachable(Exception):
 class APIError(Exception):
     """The API answered with an error status; ``detail`` and ``errors`` are its own words."""
 
-    def __init__(self, status: int, detail: str, errors: list[FieldError] | None = None,
-                 request_id: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        errors: list[FieldError] | None = None,
+        request_id: str | None = None,
+    ) -> None:
         super().__init__(f"{status}: {detail}")
         self.status, self.detail, self.errors = status, detail, errors or []
         self.request_id = request_id
@@ -142,16 +147,23 @@ class APIError(Exception):
 class APIClient:
     """``APIClient("http://127.0.0.1:8000", api_key=None)``; one connection pool per client."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, *, timeout: float = 15.0,
-                 batch_timeout: float = 120.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 15.0,
+        batch_timeout: float = 120.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.batch_timeout = batch_timeout
         headers = {"Accept": "application/json", "User-Agent": "sepsis-api-ui"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout,
-                                  transport=transport)
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -174,8 +186,11 @@ class APIClient:
         try:
             return response.json()
         except ValueError:
-            raise APIError(response.status_code, "the API sent a reply that is not JSON; is "
-                           f"{self.base_url} really the Sepsis Risk API?") from None
+            raise APIError(
+                response.status_code,
+                "the API sent a reply that is not JSON; is "
+                f"{self.base_url} really the Sepsis Risk API?",
+            ) from None
 
     # -- the API ----------------------------------------------------------------------------
 
@@ -192,8 +207,10 @@ class APIClient:
         except ValueError:
             body = None
         if not isinstance(body, dict) or "status" not in body:
-            raise APIError(response.status_code, f"{self.base_url}/readyz did not answer like "
-                           "the Sepsis Risk API")
+            raise APIError(
+                response.status_code,
+                f"{self.base_url}/readyz did not answer like the Sepsis Risk API",
+            )
         return cast(Readiness, body)
 
     def features(self) -> FeaturesInfo:
@@ -210,25 +227,35 @@ class APIClient:
 
     def model_plot(self, name: str) -> bytes:
         """``GET /v1/model-files/plots/{name}``: a PNG from the served version's report."""
-        return self._send("GET", f"/v1/model-files/plots/{name}",
-                          headers={"Accept": "image/png"}).content
+        return self._send(
+            "GET", f"/v1/model-files/plots/{name}", headers={"Accept": "image/png"}
+        ).content
 
-    def predict(self, patient: Mapping[str, float | str | None], model: str | None = None,
-                explain: bool = True) -> PredictResult:
+    def predict(
+        self,
+        patient: Mapping[str, float | str | None],
+        model: str | None = None,
+        explain: bool = True,
+    ) -> PredictResult:
         """``POST /v1/predict``; ``model`` None = default, a name, or "all"."""
         params: dict[str, str] = {"explain": "true" if explain else "false"}
         if model:
             params["model"] = model
-        return cast(PredictResult, self._json("POST", "/v1/predict", params=params,
-                                              json=dict(patient)))
+        return cast(
+            PredictResult, self._json("POST", "/v1/predict", params=params, json=dict(patient))
+        )
 
     def batch_csv(self, data: bytes, model: str | None = None) -> str:
         """``POST /v1/predict/batch`` with a CSV body; the reply as CSV text."""
         params = {"model": model} if model else {}
         response = self._send(
-            "POST", "/v1/predict/batch", params=params, content=data,
+            "POST",
+            "/v1/predict/batch",
+            params=params,
+            content=data,
             headers={"Content-Type": "text/csv", "Accept": "text/csv"},
-            timeout=self.batch_timeout)
+            timeout=self.batch_timeout,
+        )
         return response.text
 
     def history(self, params: Mapping[str, str | int | None]) -> HistoryPage:

@@ -34,13 +34,22 @@ BANDS: dict[str, dict[str, str]] = {
 }
 RAISES, LOWERS = "Raises risk", "Lowers risk"
 RAISE_COLOUR, LOWER_COLOUR = "#c4320a", "#1570ef"
-METRIC_NAMES = {"roc_auc": "ROC AUC", "average_precision": "Average precision",
-                "brier": "Brier score"}
-OPERATING_NAMES = {"sensitivity": "Sensitivity", "specificity": "Specificity",
-                   "ppv": "PPV", "npv": "NPV", "alert_rate": "Alert rate"}
+METRIC_NAMES = {
+    "roc_auc": "ROC AUC",
+    "average_precision": "Average precision",
+    "brier": "Brier score",
+}
+OPERATING_NAMES = {
+    "sensitivity": "Sensitivity",
+    "specificity": "Specificity",
+    "ppv": "PPV",
+    "npv": "NPV",
+    "alert_rate": "Alert rate",
+}
 
 
 # -- connection ---------------------------------------------------------------------------------
+
 
 def api_target() -> tuple[str, str | None]:
     """The API address and key from Settings (SEPSIS_API_UI_API_URL, _KEY or _KEY_FILE); never
@@ -117,14 +126,17 @@ def show_problem(e: APIError | APIUnreachable, *, fields: Sequence[FeatureInfo] 
         st.error(
             f"**The API cannot be reached at {url}** ({e.reason or 'no answer'}). "
             "Start it with `sepsis-api serve` (or `make run`), or point the UI at it with "
-            "`SEPSIS_API_UI_API_URL`.", icon=":material/cloud_off:")
+            "`SEPSIS_API_UI_API_URL`.",
+            icon=":material/cloud_off:",
+        )
         return
     if e.refused_key:
         st.error(
             f"**The API at {url} refused this UI's API key.** The UI sends the key from its "
             "own settings (`SEPSIS_API_UI_API_KEY`); set it to one of the keys the API "
             "accepts (`SEPSIS_API_KEYS` on the server) and restart the UI.",
-            icon=":material/key_off:")
+            icon=":material/key_off:",
+        )
         return
     if e.status == 503:
         st.error(f"**The API is not ready:** {e.detail}", icon=":material/hourglass_empty:")
@@ -137,15 +149,22 @@ def show_problem(e: APIError | APIUnreachable, *, fields: Sequence[FeatureInfo] 
         where = feature_label(feature) if feature else (field or "")
         if err.get("row") is not None:
             where = f"row {err['row']}" + (f", {where}" if where else "")
-        lines.append(f"- **{where or 'request'}**: {err.get('message', '')}"
-                     + (f" — expected {err['expected']}" if err.get("expected") else ""))
+        lines.append(
+            f"- **{where or 'request'}**: {err.get('message', '')}"
+            + (f" — expected {err['expected']}" if err.get("expected") else "")
+        )
     more = f"\n\n…and {len(e.errors) - 20} more." if len(e.errors) > 20 else ""
     body = "\n".join(lines)
-    st.error(f"**The API could not do this ({e.status}):** {e.detail}"
-             + (f"\n\n{body}" if body else "") + more, icon=":material/error:")
+    st.error(
+        f"**The API could not do this ({e.status}):** {e.detail}"
+        + (f"\n\n{body}" if body else "")
+        + more,
+        icon=":material/error:",
+    )
 
 
 # -- formats ------------------------------------------------------------------------------------
+
 
 def pct(p: float | None, digits: int = 1) -> str:
     """0.6734 -> '67.3%'."""
@@ -195,8 +214,11 @@ def valid_range(f: FeatureInfo) -> str:
 def band_markdown(band: str, *, big: bool = False) -> str:
     """Band as coloured words, e.g. ':red-background[**High risk**]' (never colour alone)."""
     b = BANDS.get(band, {"color": "gray", "words": band})
-    icon = {"low": ":material/check_circle:", "moderate": ":material/error:",
-            "high": ":material/warning:"}.get(band, "")
+    icon = {
+        "low": ":material/check_circle:",
+        "moderate": ":material/error:",
+        "high": ":material/warning:",
+    }.get(band, "")
     text = f":{b['color']}-background[{icon} **{b['words']}**]"
     return f"### {text}" if big else text
 
@@ -210,7 +232,7 @@ def band_cell_style(band: str) -> str:
 def bands_text(m: ModelSummary) -> str:
     """'low < 15.1% · moderate 15.1–53.5% · high ≥ 53.5%' for one model."""
     lo, hi = m["risk_bands"]["moderate_from"], m["risk_bands"]["high_from"]
-    return (f"low below {pct(lo)} · moderate {pct(lo)}–{pct(hi)} · high from {pct(hi)}")
+    return f"low below {pct(lo)} · moderate {pct(lo)}–{pct(hi)} · high from {pct(hi)}"
 
 
 def interval(d: dict[str, float], *, percent: bool = False) -> str:
@@ -235,8 +257,10 @@ def by_code(info: FeaturesInfo) -> dict[str, FeatureInfo]:
 
 # -- charts -------------------------------------------------------------------------------------
 
-def contribution_chart(contributions: list[Contribution], feats: dict[str, FeatureInfo],
-                       *, compact: bool = False) -> alt.LayerChart:
+
+def contribution_chart(
+    contributions: list[Contribution], feats: dict[str, FeatureInfo], *, compact: bool = False
+) -> alt.LayerChart:
     """Horizontal bars: which values pushed this patient's risk up (right) or down (left).
 
     ``compact`` labels the bars by code only ('PL = 148 mu U/ml'), for narrow columns.
@@ -246,27 +270,49 @@ def contribution_chart(contributions: list[Contribution], feats: dict[str, Featu
         f = feats.get(c["feature"])
         value = value_text(f, c["value"]) if f else str(c["value"])
         name = c["feature"] if compact or not f else feature_label(f)
-        rows.append({"feature": f"{name} = {value}",
-                     "contribution": c["contribution"],
-                     "effect": RAISES if c["contribution"] >= 0 else LOWERS,
-                     "log_odds": f"{c['contribution']:+.2f}"})
+        rows.append(
+            {
+                "feature": f"{name} = {value}",
+                "contribution": c["contribution"],
+                "effect": RAISES if c["contribution"] >= 0 else LOWERS,
+                "log_odds": f"{c['contribution']:+.2f}",
+            }
+        )
     frame = pd.DataFrame(rows)
     order = frame.sort_values("contribution", ascending=False)["feature"].tolist()
-    bars = alt.Chart(frame).mark_bar(cornerRadiusEnd=3, height={"band": 0.7}).encode(
-        x=alt.X("contribution:Q", title=("Log-odds change (← lowers · raises →)" if compact
-                                         else "Change in log-odds of sepsis risk  (← lowers · "
-                                              "raises →)"),
-                axis=alt.Axis(grid=True, tickCount=6)),
-        y=alt.Y("feature:N", sort=order, title=None,
-                axis=alt.Axis(labelLimit=360, labelFontSize=13, labelOverlap=False)),
-        color=alt.Color("effect:N", title=None,
-                        scale=alt.Scale(domain=[RAISES, LOWERS],
-                                        range=[RAISE_COLOUR, LOWER_COLOUR]),
-                        legend=alt.Legend(orient="bottom", direction="horizontal",
-                                          labelLimit=0, symbolType="square")),
-        tooltip=[alt.Tooltip("feature:N", title="Value"),
-                 alt.Tooltip("log_odds:N", title="Log-odds"),
-                 alt.Tooltip("effect:N", title="Effect")],
+    bars = (
+        alt.Chart(frame)
+        .mark_bar(cornerRadiusEnd=3, height={"band": 0.7})
+        .encode(
+            x=alt.X(
+                "contribution:Q",
+                title=(
+                    "Log-odds change (← lowers · raises →)"
+                    if compact
+                    else "Change in log-odds of sepsis risk  (← lowers · raises →)"
+                ),
+                axis=alt.Axis(grid=True, tickCount=6),
+            ),
+            y=alt.Y(
+                "feature:N",
+                sort=order,
+                title=None,
+                axis=alt.Axis(labelLimit=360, labelFontSize=13, labelOverlap=False),
+            ),
+            color=alt.Color(
+                "effect:N",
+                title=None,
+                scale=alt.Scale(domain=[RAISES, LOWERS], range=[RAISE_COLOUR, LOWER_COLOUR]),
+                legend=alt.Legend(
+                    orient="bottom", direction="horizontal", labelLimit=0, symbolType="square"
+                ),
+            ),
+            tooltip=[
+                alt.Tooltip("feature:N", title="Value"),
+                alt.Tooltip("log_odds:N", title="Log-odds"),
+                alt.Tooltip("effect:N", title="Effect"),
+            ],
+        )
     )
     zero = alt.Chart(pd.DataFrame({"x": [0]})).mark_rule(color="#475467").encode(x="x:Q")
     return alt.layer(bars, zero).properties(height=alt.Step(28))
@@ -280,8 +326,11 @@ def sidebar() -> None:
         try:
             ready = readiness()
             ok = ready.get("status") == "ready"
-            status = ("ready, model " + ready.get("model_version", "?")) if ok else (
-                "not ready: " + ready.get("reason", "unknown"))
+            status = (
+                ("ready, model " + ready.get("model_version", "?"))
+                if ok
+                else ("not ready: " + ready.get("reason", "unknown"))
+            )
             st.caption(f"{':green' if ok else ':orange'}[●] API {url} — {status}")
         except (APIError, APIUnreachable):
             st.caption(f":red[●] API {url} — not reachable")

@@ -36,12 +36,17 @@ def ui_command(host: str, port: int) -> list[str]:
         "client.showErrorDetails": "type",
         **THEME,
     }
-    return [sys.executable, "-m", "streamlit", "run", str(APP_PATH),
-            *(f"--{key}={value}" for key, value in options.items())]
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP_PATH),
+        *(f"--{key}={value}" for key, value in options.items()),
+    ]
 
 
-def ui_env(api_url: str, api_key: str | None, base: dict[str, str] | None = None
-           ) -> dict[str, str]:
+def ui_env(api_url: str, api_key: str | None, base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for the UI process: its API address and key (none = no key sent)."""
     env = dict(os.environ if base is None else base)
     env["SEPSIS_API_UI_API_URL"] = api_url

@@ -30,11 +30,15 @@ class ActivateResponse(BaseModel):
     previous: str
 
 
-@router.post("/activate", response_model=ActivateResponse,
-             responses={**JSON_ERRORS, 403: {"model": ErrorResponse}},
-             summary="Serve another trained version (every replica follows within seconds)")
-async def activate(body: ActivateRequest, request: Request,
-                   caller: str = Depends(caller_id)) -> dict[str, Any]:
+@router.post(
+    "/activate",
+    response_model=ActivateResponse,
+    responses={**JSON_ERRORS, 403: {"model": ErrorResponse}},
+    summary="Serve another trained version (every replica follows within seconds)",
+)
+async def activate(
+    body: ActivateRequest, request: Request, caller: str = Depends(caller_id)
+) -> dict[str, Any]:
     """Verifies the version's files, records it as the active version in the database (which
     every replica polls), and switches this server at once. Requests in flight finish on the
     version they started with."""
@@ -44,13 +48,29 @@ async def activate(body: ActivateRequest, request: Request,
     try:
         loaded = await svc.switch_to(registry, body.version)
     except ArtifactError as e:
-        raise APIError(422, str(e), [{"field": "version", "row": None, "value": body.version,
-                                      "expected": "a trained version in the registry",
-                                      "message": f"version: {e}"}]) from None
+        raise APIError(
+            422,
+            str(e),
+            [
+                {
+                    "field": "version",
+                    "row": None,
+                    "value": body.version,
+                    "expected": "a trained version in the registry",
+                    "message": f"version: {e}",
+                }
+            ],
+        ) from None
     try:
         await run_in_threadpool(svc.audit.set_active_version, body.version, caller)
     except SQLAlchemyError as e:
-        raise APIError(503, f"the database is unavailable; this server switched, other "
-                            f"replicas did not ({type(e).__name__})") from None
-    return {"version": loaded.version.version, "default_model": loaded.version.default_model,
-            "previous": previous}
+        raise APIError(
+            503,
+            f"the database is unavailable; this server switched, other "
+            f"replicas did not ({type(e).__name__})",
+        ) from None
+    return {
+        "version": loaded.version.version,
+        "default_model": loaded.version.default_model,
+        "previous": previous,
+    }

@@ -56,11 +56,20 @@ async def model_plot(
     digest = listed.get(rel) if _NAME.fullmatch(name) else None
     if digest is None:
         plots = sorted(k.removeprefix("plots/") for k in listed if k.startswith("plots/"))
-        raise APIError(404, f"no plot {name!r} in model version {version.version}; "
-                            f"available: {', '.join(plots) or 'none'}")
+        raise APIError(
+            404,
+            f"no plot {name!r} in model version {version.version}; "
+            f"available: {', '.join(plots) or 'none'}",
+        )
     data = await run_in_threadpool(_read_verified, version.path / rel, digest)
     if data is None:
-        raise APIError(404, f"plot {name!r} of model version {version.version} is missing or "
-                            "does not match its SHA-256 in the model card")
-    return Response(data, media_type="image/png", headers={
-        "Cache-Control": "private, max-age=3600", "ETag": f'"{digest}"'})
+        raise APIError(
+            404,
+            f"plot {name!r} of model version {version.version} is missing or "
+            "does not match its SHA-256 in the model card",
+        )
+    return Response(
+        data,
+        media_type="image/png",
+        headers={"Cache-Control": "private, max-age=3600", "ETag": f'"{digest}"'},
+    )

@@ -17,12 +17,18 @@ router = APIRouter(tags=["compatibility"])
 CASE_STUDY_MODELS = ("logistic_regression", "random_forest")
 
 
-@router.post("/predict", response_model=CompatResponse, responses=JSON_ERRORS,
-             dependencies=[Depends(require_json)],
-             summary="Case-study compatible prediction (logistic regression and random forest)")
-async def predict_compat(body: CompatRequest,  # type: ignore[valid-type]
-                         request: Request,
-                         caller: str = Depends(caller_id)) -> dict[str, Any]:
+@router.post(
+    "/predict",
+    response_model=CompatResponse,
+    responses=JSON_ERRORS,
+    dependencies=[Depends(require_json)],
+    summary="Case-study compatible prediction (logistic regression and random forest)",
+)
+async def predict_compat(
+    body: CompatRequest,  # type: ignore[valid-type]
+    request: Request,
+    caller: str = Depends(caller_id),
+) -> dict[str, Any]:
     svc: Service = request.app.state.service
     missing = [n for n in CASE_STUDY_MODELS if n not in svc.predictor.models]
     if missing:
@@ -30,8 +36,15 @@ async def predict_compat(body: CompatRequest,  # type: ignore[valid-type]
     models = [svc.predictor.models[n] for n in CASE_STUDY_MODELS]
     values = {f.code: getattr(body, f.name) for f in FEATURES}
     rows = await svc.predict_one(
-        inputs_matrix(values), values, None, models, explain=False,
-        caller=caller, request_id=request.state.request_id, source="compat")
+        inputs_matrix(values),
+        values,
+        None,
+        models,
+        explain=False,
+        caller=caller,
+        request_id=request.state.request_id,
+        source="compat",
+    )
     request.state.model_version = rows[0]["model_version"]
     out: dict[str, Any] = {}
     for r in rows:

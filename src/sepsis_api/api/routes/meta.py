@@ -20,10 +20,18 @@ router = APIRouter(tags=["service"])
 
 _FEATURES = {
     "features": [
-        {"code": f.code, "name": f.name, "description": f.description, "unit": f.unit,
-         "minimum": f.minimum, "maximum": f.maximum,
-         "choices": list(f.choices) if f.choices else None,
-         "zero_means_missing": f.zero_means_missing, "integer": f.integer, "rule": f.rule}
+        {
+            "code": f.code,
+            "name": f.name,
+            "description": f.description,
+            "unit": f.unit,
+            "minimum": f.minimum,
+            "maximum": f.maximum,
+            "choices": list(f.choices) if f.choices else None,
+            "zero_means_missing": f.zero_means_missing,
+            "integer": f.integer,
+            "rule": f.rule,
+        }
         for f in FEATURES
     ],
     "provenance": PROVENANCE,
@@ -35,14 +43,25 @@ _FEATURES = {
 async def root(request: Request) -> dict[str, Any]:
     p = request.app.state.service.predictor
     return {
-        "service": "Sepsis Risk API", "version": __version__,
-        "model_version": p.version.version, "default_model": p.version.default_model,
-        "models": list(p.models), "auth": bool(request.app.state.api_keys),
+        "service": "Sepsis Risk API",
+        "version": __version__,
+        "model_version": p.version.version,
+        "default_model": p.version.default_model,
+        "models": list(p.models),
+        "auth": bool(request.app.state.api_keys),
         "disclaimer": NOT_A_DEVICE,
-        "links": {"docs": "/docs", "openapi": "/openapi.json", "features": "/v1/features",
-                  "models": "/v1/models", "predict": "/v1/predict",
-                  "batch": "/v1/predict/batch", "history": "/v1/predictions",
-                  "health": "/healthz", "ready": "/readyz", "metrics": "/metrics"},
+        "links": {
+            "docs": "/docs",
+            "openapi": "/openapi.json",
+            "features": "/v1/features",
+            "models": "/v1/models",
+            "predict": "/v1/predict",
+            "batch": "/v1/predict/batch",
+            "history": "/v1/predictions",
+            "health": "/healthz",
+            "ready": "/readyz",
+            "metrics": "/metrics",
+        },
     }
 
 
@@ -51,8 +70,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: model loaded and audit database answering",
-            responses={503: {"description": "Not ready; `reason` says why."}})
+@router.get(
+    "/readyz",
+    summary="Readiness: model loaded and audit database answering",
+    responses={503: {"description": "Not ready; `reason` says why."}},
+)
 async def readyz(request: Request) -> Response:
     svc = getattr(request.app.state, "service", None)
     if svc is None:
@@ -60,15 +82,20 @@ async def readyz(request: Request) -> Response:
     try:
         await run_in_threadpool(svc.audit.ping)
     except SQLAlchemyError as e:
-        return json_response({"status": "not ready",
-                               "reason": f"audit database unreachable ({type(e).__name__})"},
-                              503)
+        return json_response(
+            {"status": "not ready", "reason": f"audit database unreachable ({type(e).__name__})"},
+            503,
+        )
     return json_response({"status": "ready", "model_version": svc.predictor.version.version})
 
 
-@router.get("/v1/features", response_model=FeaturesResponse, tags=["features"],
-            dependencies=[Depends(caller_id)],
-            summary="The input features: codes, names, units, valid ranges, missing rule")
+@router.get(
+    "/v1/features",
+    response_model=FeaturesResponse,
+    tags=["features"],
+    dependencies=[Depends(caller_id)],
+    summary="The input features: codes, names, units, valid ranges, missing rule",
+)
 async def features() -> dict[str, Any]:
     return _FEATURES
 

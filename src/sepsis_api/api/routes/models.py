@@ -18,24 +18,39 @@ router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Depends(caller_i
 def summary(p: Predictor, name: str) -> dict[str, Any]:
     card = p.version.model_card(name)
     return {
-        "name": name, "display_name": card["display_name"], "version": p.version.version,
-        "default": name == p.version.default_model, "calibration": card["calibration"],
-        "threshold": card["threshold"], "risk_bands": card["risk_bands"],
-        "metrics": card["metrics"], "operating_point": card["operating_point"],
+        "name": name,
+        "display_name": card["display_name"],
+        "version": p.version.version,
+        "default": name == p.version.default_model,
+        "calibration": card["calibration"],
+        "threshold": card["threshold"],
+        "risk_bands": card["risk_bands"],
+        "metrics": card["metrics"],
+        "operating_point": card["operating_point"],
     }
 
 
-@router.get("/models", response_model=ModelsResponse, responses=ERRORS,
-            summary="The served models with their metrics, thresholds and bands")
+@router.get(
+    "/models",
+    response_model=ModelsResponse,
+    responses=ERRORS,
+    summary="The served models with their metrics, thresholds and bands",
+)
 async def list_models(request: Request) -> dict[str, Any]:
     p: Predictor = request.app.state.service.predictor
-    return {"version": p.version.version, "default_model": p.version.default_model,
-            "models": [summary(p, n) for n in p.models]}
+    return {
+        "version": p.version.version,
+        "default_model": p.version.default_model,
+        "models": [summary(p, n) for n in p.models],
+    }
 
 
-@router.get("/models/{name_or_version}", response_model=ModelDetail,
-            responses={**ERRORS, 404: {"model": ErrorResponse}},
-            summary="One model (or the served version's default) with the full model card")
+@router.get(
+    "/models/{name_or_version}",
+    response_model=ModelDetail,
+    responses={**ERRORS, 404: {"model": ErrorResponse}},
+    summary="One model (or the served version's default) with the full model card",
+)
 async def get_model(
     name_or_version: Annotated[str, Path(examples=["random_forest", "logistic_regression"])],
     request: Request,
@@ -43,6 +58,9 @@ async def get_model(
     p: Predictor = request.app.state.service.predictor
     name = p.version.default_model if name_or_version == p.version.version else name_or_version
     if name not in p.models:
-        raise APIError(404, f"no served model or version {name_or_version!r}; served: "
-                            f"{', '.join(p.models)} (version {p.version.version})")
+        raise APIError(
+            404,
+            f"no served model or version {name_or_version!r}; served: "
+            f"{', '.join(p.models)} (version {p.version.version})",
+        )
     return {**summary(p, name), "card": p.version.card}

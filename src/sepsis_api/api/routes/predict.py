@@ -33,36 +33,67 @@ router = APIRouter(prefix="/v1", tags=["predict"])
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "The body could not be read (not UTF-8 JSON)."},
     401: {"model": ErrorResponse, "description": "Missing or invalid API key."},
-    422: {"model": ErrorResponse, "description": "Invalid input: each error names the field, "
-                                                 "the value and what was expected."},
+    422: {
+        "model": ErrorResponse,
+        "description": "Invalid input: each error names the field, "
+        "the value and what was expected.",
+    },
     503: {"model": ErrorResponse, "description": "Audit database unavailable; nothing returned."},
 }
 JSON_ERRORS: dict[int | str, dict[str, Any]] = {
-    **ERRORS, 415: {"model": ErrorResponse, "description": "The body is not JSON."}}
-ModelQuery = Annotated[str | None, Query(
-    description="A model name, the served version (its default model), or `all` for every "
-                "model side by side. Default: the version's default model.")]
+    **ERRORS,
+    415: {"model": ErrorResponse, "description": "The body is not JSON."},
+}
+ModelQuery = Annotated[
+    str | None,
+    Query(
+        description="A model name, the served version (its default model), or `all` for every "
+        "model side by side. Default: the version's default model."
+    ),
+]
 
 
 def _row(r: dict[str, Any]) -> dict[str, Any]:
-    return {"prediction_id": r["id"], "model": r["model_name"], "model_version": r["model_version"],
-            "probability": r["probability"], "label": r["label"], "risk_band": r["risk_band"],
-            "threshold": r["threshold"], "contributions": r["contributions"]}
+    return {
+        "prediction_id": r["id"],
+        "model": r["model_name"],
+        "model_version": r["model_version"],
+        "probability": r["probability"],
+        "label": r["label"],
+        "risk_band": r["risk_band"],
+        "threshold": r["threshold"],
+        "contributions": r["contributions"],
+    }
 
 
-async def predict_reply(svc: Service, patient: Any, model: str | None, explain: bool,
-                        caller: str, request_id: str) -> dict[str, Any]:
+async def predict_reply(
+    svc: Service, patient: Any, model: str | None, explain: bool, caller: str, request_id: str
+) -> dict[str, Any]:
     """The body of a /v1/predict reply (shared by the route and api/fastpath.py)."""
     rows = await svc.predict_one(
-        patient_matrix([patient]), patient_inputs(patient), patient.ID, svc.resolve(model),
-        explain=explain, caller=caller, request_id=request_id, source="predict",
+        patient_matrix([patient]),
+        patient_inputs(patient),
+        patient.ID,
+        svc.resolve(model),
+        explain=explain,
+        caller=caller,
+        request_id=request_id,
+        source="predict",
     )
-    return {"patient_id": patient.ID, "predictions": [_row(r) for r in rows],
-            "contribution_scale": "log-odds"}
+    return {
+        "patient_id": patient.ID,
+        "predictions": [_row(r) for r in rows],
+        "contribution_scale": "log-odds",
+    }
 
 
-@router.post("/predict", response_model=PredictResponse, responses=JSON_ERRORS,
-             dependencies=[Depends(require_json)], summary="Estimate one patient's sepsis risk")
+@router.post(
+    "/predict",
+    response_model=PredictResponse,
+    responses=JSON_ERRORS,
+    dependencies=[Depends(require_json)],
+    summary="Estimate one patient's sepsis risk",
+)
 async def predict(
     patient: Patient,  # type: ignore[valid-type]
     request: Request,
@@ -70,8 +101,9 @@ async def predict(
     explain: Annotated[bool, Query(description="Add per-feature contributions.")] = False,
     caller: str = Depends(caller_id),
 ) -> Response:
-    reply = await predict_reply(request.app.state.service, patient, model, explain, caller,
-                                request.state.request_id)
+    reply = await predict_reply(
+        request.app.state.service, patient, model, explain, caller, request.state.request_id
+    )
     request.state.model_version = reply["predictions"][0]["model_version"]
     return json_response(reply)
 
@@ -80,14 +112,23 @@ _BATCH_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": BatchRequest.model_json_schema(
-                ref_template="#/components/schemas/{model}")},
-            "text/csv": {"schema": {"type": "string"},
-                         "example": "ID,PRG,PL,PR,SK,TS,M11,BD2,Age,Insurance\n"
-                                    "P1,6,148,72,35,0,33.6,0.627,50,0\n"},
-            "multipart/form-data": {"schema": {
-                "type": "object", "required": ["file"],
-                "properties": {"file": {"type": "string", "format": "binary"}}}},
+            "application/json": {
+                "schema": BatchRequest.model_json_schema(
+                    ref_template="#/components/schemas/{model}"
+                )
+            },
+            "text/csv": {
+                "schema": {"type": "string"},
+                "example": "ID,PRG,PL,PR,SK,TS,M11,BD2,Age,Insurance\n"
+                "P1,6,148,72,35,0,33.6,0.627,50,0\n",
+            },
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            },
         },
     }
 }
@@ -107,7 +148,7 @@ class JsonPatients:
     def chunks(self, size: int) -> Iterator[tuple[np.ndarray, list[str | None]]]:
         for start in range(0, len(self.raw), size):
             try:
-                patients = _PATIENTS.validate_python(self.raw[start:start + size])
+                patients = _PATIENTS.validate_python(self.raw[start : start + size])
             except ValidationError:
                 raise self._invalid() from None
             yield patient_matrix(patients), [p.ID for p in patients]
@@ -131,7 +172,7 @@ class ValidatedPatients:
 
     def chunks(self, size: int) -> Iterator[tuple[np.ndarray, list[str | None]]]:
         for start in range(0, len(self.ids), size):
-            yield self.X[start:start + size], self.ids[start:start + size]
+            yield self.X[start : start + size], self.ids[start : start + size]
 
 
 _PATIENTS = TypeAdapter(list[Patient])  # type: ignore[valid-type]
@@ -139,8 +180,9 @@ _PATIENTS = TypeAdapter(list[Patient])  # type: ignore[valid-type]
 
 def _batch_error(e: ValidationError) -> APIError:
     errors = field_errors(list(e.errors()))
-    return APIError(422, f"invalid batch: {len(errors)} problem(s); first: "
-                         f"{errors[0]['message']}", errors[:100])
+    return APIError(
+        422, f"invalid batch: {len(errors)} problem(s); first: {errors[0]['message']}", errors[:100]
+    )
 
 
 def _json_patients(body: bytes, max_rows: int) -> PatientChunks:
@@ -172,13 +214,26 @@ async def _parse_batch(request: Request, max_rows: int) -> PatientChunks:
         form = await request.form()
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
-            raise APIError(422, "multipart upload needs a file field named 'file'",
-                           [{"field": "file", "row": None, "value": None,
-                             "expected": "a CSV file", "message": "file: missing"}])
+            raise APIError(
+                422,
+                "multipart upload needs a file field named 'file'",
+                [
+                    {
+                        "field": "file",
+                        "row": None,
+                        "value": None,
+                        "expected": "a CSV file",
+                        "message": "file: missing",
+                    }
+                ],
+            )
         data = await upload.read()
     else:
-        raise APIError(415, f"unsupported content type {ctype or '(none)'!r}; send "
-                            "application/json, text/csv or a multipart/form-data file")
+        raise APIError(
+            415,
+            f"unsupported content type {ctype or '(none)'!r}; send "
+            "application/json, text/csv or a multipart/form-data file",
+        )
     return await run_in_threadpool(_parse_csv, data, max_rows)
 
 
@@ -192,17 +247,41 @@ def _parse_csv(data: bytes, max_rows: int) -> PatientChunks:
         batch = validate_frame(frame)
     except DataError as e:
         expected = "a CSV with columns ID (optional), PRG, PL, PR, SK, TS, M11, BD2, Age, Insurance"
-        errors = [{"field": col, "row": None, "value": None, "expected": expected,
-                   "message": f"{col}: column missing"} for col in e.columns]
-        raise APIError(422, f"invalid CSV: {e}", errors or [{
-            "field": None, "row": None, "value": None, "expected": expected,
-            "message": str(e)}]) from None
+        errors = [
+            {
+                "field": col,
+                "row": None,
+                "value": None,
+                "expected": expected,
+                "message": f"{col}: column missing",
+            }
+            for col in e.columns
+        ]
+        raise APIError(
+            422,
+            f"invalid CSV: {e}",
+            errors
+            or [
+                {"field": None, "row": None, "value": None, "expected": expected, "message": str(e)}
+            ],
+        ) from None
     if batch.errors:
-        errors = [{"field": e.column, "row": e.row, "value": e.value,
-                   "expected": e.reason.split("; ", 1)[-1], "message": str(e)}
-                  for e in batch.errors]
-        raise APIError(422, f"invalid CSV: {len(errors)} invalid row(s), nothing was scored; "
-                            f"first: {errors[0]['message']}", errors[:100])
+        errors = [
+            {
+                "field": e.column,
+                "row": e.row,
+                "value": e.value,
+                "expected": e.reason.split("; ", 1)[-1],
+                "message": str(e),
+            }
+            for e in batch.errors
+        ]
+        raise APIError(
+            422,
+            f"invalid CSV: {len(errors)} invalid row(s), nothing was scored; "
+            f"first: {errors[0]['message']}",
+            errors[:100],
+        )
     return ValidatedPatients(batch.X, batch.ids)
 
 
@@ -214,13 +293,23 @@ def _csv_reply(result: dict[str, Any]) -> Response:
     return Response(buf.getvalue(), media_type="text/csv")
 
 
-@router.post("/predict/batch", response_model=BatchResponse, openapi_extra=_BATCH_BODY,
-             responses={**ERRORS, 413: {"model": ErrorResponse, "description": "Too many rows "
-                                        "or bytes."}, 415: {"model": ErrorResponse}},
-             summary="Estimate many patients (JSON, CSV body or CSV upload); all or nothing")
+@router.post(
+    "/predict/batch",
+    response_model=BatchResponse,
+    openapi_extra=_BATCH_BODY,
+    responses={
+        **ERRORS,
+        413: {"model": ErrorResponse, "description": "Too many rows or bytes."},
+        415: {"model": ErrorResponse},
+    },
+    summary="Estimate many patients (JSON, CSV body or CSV upload); all or nothing",
+)
 async def predict_batch(
-    request: Request, model: Annotated[str | None, Query(
-        description="A model name or the served version; default: the default model.")] = None,
+    request: Request,
+    model: Annotated[
+        str | None,
+        Query(description="A model name or the served version; default: the default model."),
+    ] = None,
     caller: str = Depends(caller_id),
 ) -> Response:
     """All or nothing: if any patient is invalid, the reply lists every invalid row (up to 100)
@@ -228,8 +317,9 @@ async def predict_batch(
     svc: Service = request.app.state.service
     served = svc.resolve(model, allow_all=False)[0]
     patients = await _parse_batch(request, request.app.state.settings.max_batch_rows)
-    result = await svc.predict_batch(patients, served, caller=caller,
-                                     request_id=request.state.request_id)
+    result = await svc.predict_batch(
+        patients, served, caller=caller, request_id=request.state.request_id
+    )
     request.state.model_version = served.version
     if "text/csv" in request.headers.get("accept", ""):
         return _csv_reply(result)

@@ -54,14 +54,16 @@ def _score(csv: bytes, model: str | None, file_key: str) -> None:
 
 
 def _results_table(scores: pd.DataFrame) -> pd.DataFrame:
-    table = pd.DataFrame({
-        "Row": scores["index"] + 1,
-        "Patient ID": scores["ID"].fillna("–") if "ID" in scores else "–",
-        "Risk": scores["probability"] * 100,
-        "Band": scores["risk_band"].map(lambda b: common.BANDS[b]["words"]),
-        "Label": scores["label"],
-        "Prediction ID": scores["prediction_id"],
-    })
+    table = pd.DataFrame(
+        {
+            "Row": scores["index"] + 1,
+            "Patient ID": scores["ID"].fillna("–") if "ID" in scores else "–",
+            "Risk": scores["probability"] * 100,
+            "Band": scores["risk_band"].map(lambda b: common.BANDS[b]["words"]),
+            "Label": scores["label"],
+            "Prediction ID": scores["prediction_id"],
+        }
+    )
     return table.sort_values("Risk", ascending=False, kind="stable").reset_index(drop=True)
 
 
@@ -77,28 +79,40 @@ def _download(scores: pd.DataFrame, preview: pd.DataFrame | None) -> bytes:
 
 def _show_invalid(e: APIError) -> None:
     st.error(f"**Nothing was scored.** {e.detail}", icon=":material/rule:")
-    rows = [{"Row": err.get("row"), "Column": err.get("field") or "–",
-             "Value": "" if err.get("value") is None else str(err.get("value")),
-             "Problem": err.get("message", ""), "Expected": err.get("expected", "")}
-            for err in e.errors]
+    rows = [
+        {
+            "Row": err.get("row"),
+            "Column": err.get("field") or "–",
+            "Value": "" if err.get("value") is None else str(err.get("value")),
+            "Problem": err.get("message", ""),
+            "Expected": err.get("expected", ""),
+        }
+        for err in e.errors
+    ]
     if rows:
-        st.markdown(f"**{len(rows)} problem(s)** — fix them in the file and upload it again "
-                    "(rows are numbered from 1, the first patient under the header):")
+        st.markdown(
+            f"**{len(rows)} problem(s)** — fix them in the file and upload it again "
+            "(rows are numbered from 1, the first patient under the header):"
+        )
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
         if len(rows) >= 100:
             st.caption("The API lists the first 100 problems.")
 
 
-st.caption("Upload a CSV in the data set's format (columns `ID` (optional), "
-           + ", ".join(f"`{f['code']}`" for f in info["features"])
-           + "; UTF-8 with or without BOM; any line endings) or a Parquet file with the same "
-             "columns. Empty cells (and 0 where allowed) mean “not measured”.")
+st.caption(
+    "Upload a CSV in the data set's format (columns `ID` (optional), "
+    + ", ".join(f"`{f['code']}`" for f in info["features"])
+    + "; UTF-8 with or without BOM; any line endings) or a Parquet file with the same "
+    "columns. Empty cells (and 0 where allowed) mean “not measured”."
+)
 
 upload = st.file_uploader("Ward list", type=["csv", "parquet"], key="batch_file")
 if upload is None:
     ss.pop("batch_outcome", None)
-    st.info("Choose a file to see a preview and score it. Nothing is sent until you press "
-            "**Score**.", icon=":material/upload_file:")
+    st.info(
+        "Choose a file to see a preview and score it. Nothing is sent until you press **Score**.",
+        icon=":material/upload_file:",
+    )
     st.stop()
 
 raw = upload.getvalue()
@@ -110,22 +124,32 @@ except ValueError as e:
 
 st.subheader("Preview")
 if preview is not None:
-    st.caption(f"{upload.name}: {len(preview)} patient row(s), {preview.shape[1]} column(s); "
-               f"the first {min(MAX_PREVIEW_ROWS, len(preview))} are shown.")
+    st.caption(
+        f"{upload.name}: {len(preview)} patient row(s), {preview.shape[1]} column(s); "
+        f"the first {min(MAX_PREVIEW_ROWS, len(preview))} are shown."
+    )
     st.dataframe(preview.head(MAX_PREVIEW_ROWS), hide_index=True, width="stretch")
 else:
     st.caption(f"{upload.name}: {preview_note}")
 
 model_col, button_col = st.columns([2, 1], vertical_alignment="bottom")
 choice = model_col.selectbox(
-    "Model", [None, *names], key="batch_model",
-    format_func=lambda n: (f"Default ({names[served['default_model']]})" if n is None
-                           else names[n]))
+    "Model",
+    [None, *names],
+    key="batch_model",
+    format_func=lambda n: f"Default ({names[served['default_model']]})" if n is None else names[n],
+)
 file_key = f"{upload.file_id}:{choice}"
 count = f"{len(preview)} patients" if preview is not None else "the file"
-button_col.button(f"Score {count}", type="primary", icon=":material/play_arrow:",
-                  key="batch_score", width="stretch",
-                  on_click=_score, args=(csv_bytes, choice, file_key))
+button_col.button(
+    f"Score {count}",
+    type="primary",
+    icon=":material/play_arrow:",
+    key="batch_score",
+    width="stretch",
+    on_click=_score,
+    args=(csv_bytes, choice, file_key),
+)
 
 outcome: dict[str, Any] | None = ss.get("batch_outcome")
 if not outcome or outcome["key"] != file_key:
@@ -148,16 +172,28 @@ for col, band in zip(cols[1:4], ("high", "moderate", "low"), strict=True):
     col.metric(common.BANDS[band]["words"], f"{int(bands.get(band, 0))}", border=True)
 cols[4].metric("Label Positive", f"{int((scores['label'] == 'Positive').sum())}", border=True)
 first = scores.iloc[0]
-st.caption(f"Model {names.get(first['model'], first['model'])}, version "
-           f"`{first['model_version']}`; every estimate is in the audit log (History). Click a "
-           "column header to sort.")
+st.caption(
+    f"Model {names.get(first['model'], first['model'])}, version "
+    f"`{first['model_version']}`; every estimate is in the audit log (History). Click a "
+    "column header to sort."
+)
 
 table = _results_table(scores)
-styled = (table.style.format({"Risk": "{:.1f}%"})
-          .map(common.band_cell_style, subset=["Band"]))
-st.dataframe(styled, hide_index=True, width="stretch", height=min(36 * (len(table) + 1), 560),
-             column_config={"Risk": st.column_config.NumberColumn("Risk", help="Calibrated "
-                                                                  "probability of sepsis")})
-st.download_button("Download results (CSV)", _download(scores, preview),
-                   file_name=f"{upload.name.rsplit('.', 1)[0]}-scores.csv", mime="text/csv",
-                   icon=":material/download:", key="batch_download")
+styled = table.style.format({"Risk": "{:.1f}%"}).map(common.band_cell_style, subset=["Band"])
+st.dataframe(
+    styled,
+    hide_index=True,
+    width="stretch",
+    height=min(36 * (len(table) + 1), 560),
+    column_config={
+        "Risk": st.column_config.NumberColumn("Risk", help="Calibrated probability of sepsis")
+    },
+)
+st.download_button(
+    "Download results (CSV)",
+    _download(scores, preview),
+    file_name=f"{upload.name.rsplit('.', 1)[0]}-scores.csv",
+    mime="text/csv",
+    icon=":material/download:",
+    key="batch_download",
+)

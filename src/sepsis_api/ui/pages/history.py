@@ -70,48 +70,84 @@ def show_record(r: HistoryRecord) -> None:
         st.caption(
             f"{when(r['created_at'])} · patient {r['patient_id'] or '(no ID)'} · "
             f"{names.get(r['model'], r['model'])}, version `{r['model_version']}` · "
-            f"{r['source']} call by `{r['caller']}` · request `{r['request_id']}`")
+            f"{r['source']} call by `{r['caller']}` · request `{r['request_id']}`"
+        )
         inputs_col, reasons_col = st.columns([4, 5], gap="large")
         with inputs_col:
             st.markdown("**Inputs**")
-            rows = [{"Feature": common.feature_label(f) if f else code, "Code": code,
-                     "Value": common.value_text(f, v) if f else str(v)}
-                    for code, v in r["inputs"].items() for f in [feats.get(code)]]
-            st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
-                         column_order=["Feature", "Value"])
+            rows = [
+                {
+                    "Feature": common.feature_label(f) if f else code,
+                    "Code": code,
+                    "Value": common.value_text(f, v) if f else str(v),
+                }
+                for code, v in r["inputs"].items()
+                for f in [feats.get(code)]
+            ]
+            st.dataframe(
+                pd.DataFrame(rows),
+                hide_index=True,
+                width="stretch",
+                column_order=["Feature", "Value"],
+            )
         with reasons_col:
             st.markdown("**Reasons**")
             if r.get("contributions"):
-                st.altair_chart(common.contribution_chart(r["contributions"], feats,
-                                                          compact=True), width="stretch")
-                st.caption("Compared with each value treated as not measured (the training "
-                           "median); bars to the right raised the risk.")
+                st.altair_chart(
+                    common.contribution_chart(r["contributions"], feats, compact=True),
+                    width="stretch",
+                )
+                st.caption(
+                    "Compared with each value treated as not measured (the training "
+                    "median); bars to the right raised the risk."
+                )
             else:
-                st.caption("No per-feature reasons were recorded for this estimate (they are "
-                           "computed when an estimate is requested with explanations, as the "
-                           "Predict page does; batch estimates do not have them).")
+                st.caption(
+                    "No per-feature reasons were recorded for this estimate (they are "
+                    "computed when an estimate is requested with explanations, as the "
+                    "Predict page does; batch estimates do not have them)."
+                )
 
 
-st.caption("Every estimate the API has returned, newest first, from the server's audit log. "
-           "Times are UTC.")
+st.caption(
+    "Every estimate the API has returned, newest first, from the server's audit log. Times are UTC."
+)
 
 with st.container(border=True):
     f1, f2, f3, f4, f5 = st.columns([1.2, 0.8, 1.1, 1.1, 1.3])
     patient = f1.text_input("Patient ID", key="hist_patient", placeholder="exact ID")
-    label = f2.selectbox("Label", [None, "Positive", "Negative"], key="hist_label",
-                         format_func=lambda v: "Any" if v is None else v)
-    model_name = f3.selectbox("Model", [None, *names], key="hist_model",
-                              format_func=lambda v: "Any" if v is None else names[v])
-    version = f4.text_input("Model version", key="hist_version",
-                            placeholder=served["version"])
-    days = f5.date_input("Date range", value=(), key="hist_days", format="YYYY-MM-DD",
-                         max_value=date.today() + timedelta(days=1))
+    label = f2.selectbox(
+        "Label",
+        [None, "Positive", "Negative"],
+        key="hist_label",
+        format_func=lambda v: "Any" if v is None else v,
+    )
+    model_name = f3.selectbox(
+        "Model",
+        [None, *names],
+        key="hist_model",
+        format_func=lambda v: "Any" if v is None else names[v],
+    )
+    version = f4.text_input("Model version", key="hist_version", placeholder=served["version"])
+    days = f5.date_input(
+        "Date range",
+        value=(),
+        key="hist_days",
+        format="YYYY-MM-DD",
+        max_value=date.today() + timedelta(days=1),
+    )
 
 since, until = day_bounds(tuple(days) if isinstance(days, tuple | list) else (days,))
 size = st.session_state.get("hist_size", PAGE_SIZES[1])
-params: dict[str, Any] = {"patient_id": patient.strip() or None, "label": label,
-                          "model": model_name, "model_version": version.strip() or None,
-                          "since": since, "until": until, "limit": size}
+params: dict[str, Any] = {
+    "patient_id": patient.strip() or None,
+    "label": label,
+    "model": model_name,
+    "model_version": version.strip() or None,
+    "since": since,
+    "until": until,
+    "limit": size,
+}
 
 signature = repr(sorted(params.items()))
 if ss.get("hist_sig") != signature or "hist_cursors" not in ss:
@@ -124,32 +160,69 @@ items = page["items"]
 number = len(ss["hist_cursors"])
 
 if not items:
-    st.info("No estimates match these filters." if number == 1 else "No more estimates.",
-            icon=":material/search_off:")
+    st.info(
+        "No estimates match these filters." if number == 1 else "No more estimates.",
+        icon=":material/search_off:",
+    )
 else:
     start = (number - 1) * size + 1
-    st.markdown(f"**Page {number}** · estimates {start}–{start + len(items) - 1}"
-                + ("" if page["next_cursor"] else " (the oldest)"))
-    table = pd.DataFrame([{
-        "Time (UTC)": when(r["created_at"])[:-4], "Patient ID": r["patient_id"] or "–",
-        "Model": names.get(r["model"], r["model"]), "Risk": 100 * r["probability"],
-        "Band": common.BANDS.get(r["risk_band"], {"words": r["risk_band"]})["words"],
-        "Label": r["label"], "Source": r["source"], "Caller": r["caller"],
-        "Prediction ID": r["prediction_id"]} for r in items])
-    styled = table.style.format({"Risk": "{:.1f}%"}).map(common.band_cell_style,
-                                                         subset=["Band"])
-    event = st.dataframe(styled, hide_index=True, width="stretch", key="hist_table",
-                         on_select="rerun", selection_mode="single-row")
+    st.markdown(
+        f"**Page {number}** · estimates {start}–{start + len(items) - 1}"
+        + ("" if page["next_cursor"] else " (the oldest)")
+    )
+    table = pd.DataFrame(
+        [
+            {
+                "Time (UTC)": when(r["created_at"])[:-4],
+                "Patient ID": r["patient_id"] or "–",
+                "Model": names.get(r["model"], r["model"]),
+                "Risk": 100 * r["probability"],
+                "Band": common.BANDS.get(r["risk_band"], {"words": r["risk_band"]})["words"],
+                "Label": r["label"],
+                "Source": r["source"],
+                "Caller": r["caller"],
+                "Prediction ID": r["prediction_id"],
+            }
+            for r in items
+        ]
+    )
+    styled = table.style.format({"Risk": "{:.1f}%"}).map(common.band_cell_style, subset=["Band"])
+    event = st.dataframe(
+        styled,
+        hide_index=True,
+        width="stretch",
+        key="hist_table",
+        on_select="rerun",
+        selection_mode="single-row",
+    )
     st.caption("Select a row to see the estimate's inputs, outputs and reasons.")
 
 nav = st.columns([1, 1, 1, 2.2, 1.2], vertical_alignment="bottom")
 nav[4].selectbox("Rows per page", PAGE_SIZES, index=1, key="hist_size")
-nav[0].button("Newest", on_click=_first, disabled=number == 1, key="hist_first",
-              icon=":material/first_page:", width="stretch")
-nav[1].button("Newer", on_click=_newer, disabled=number == 1, key="hist_newer",
-              icon=":material/chevron_left:", width="stretch")
-nav[2].button("Older", on_click=_older, disabled=not page["next_cursor"], key="hist_older",
-              icon=":material/chevron_right:", width="stretch")
+nav[0].button(
+    "Newest",
+    on_click=_first,
+    disabled=number == 1,
+    key="hist_first",
+    icon=":material/first_page:",
+    width="stretch",
+)
+nav[1].button(
+    "Newer",
+    on_click=_newer,
+    disabled=number == 1,
+    key="hist_newer",
+    icon=":material/chevron_left:",
+    width="stretch",
+)
+nav[2].button(
+    "Older",
+    on_click=_older,
+    disabled=not page["next_cursor"],
+    key="hist_older",
+    icon=":material/chevron_right:",
+    width="stretch",
+)
 
 selected: str | None = None
 if items:
@@ -158,8 +231,11 @@ if items:
         selected = items[rows[0]]["prediction_id"]
 
 with st.expander("Find an estimate by its prediction ID", expanded=False):
-    wanted = st.text_input("Prediction ID", key="hist_lookup",
-                           placeholder="as shown on the Predict page or in a batch result")
+    wanted = st.text_input(
+        "Prediction ID",
+        key="hist_lookup",
+        placeholder="as shown on the Predict page or in a batch result",
+    )
 if wanted.strip():
     selected = wanted.strip()
 

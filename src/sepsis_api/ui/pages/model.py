@@ -43,9 +43,11 @@ created = str(card.get("created_at", ""))[:10]
 st.markdown(
     f"Model version `{card['version']}`, trained {created} (seed {card.get('seed', '–')}). "
     f"Default model: **{summaries[served['default_model']]['display_name']}**; "
-    f"{len(summaries)} models are served and can be compared on the Predict page.")
-st.warning(f"**{card['limitations'][0] if card.get('limitations') else ''}**",
-           icon=":material/gpp_maybe:")
+    f"{len(summaries)} models are served and can be compared on the Predict page."
+)
+st.warning(
+    f"**{card['limitations'][0] if card.get('limitations') else ''}**", icon=":material/gpp_maybe:"
+)
 if card.get("intended_use"):
     st.markdown(f"**Intended use.** {card['intended_use']}")
 
@@ -57,46 +59,78 @@ if training:
     st.markdown(
         f"**Training data.** `{training.get('file', '?')}`: {rows} patients, {positives} of "
         f"whom developed sepsis{share}. **Validation:** {validation.get('method', '?')}, "
-        f"{validation.get('splits', '?')} folds × {validation.get('repeats', '?')} repeats.")
+        f"{validation.get('splits', '?')} folds × {validation.get('repeats', '?')} repeats."
+    )
 
 st.subheader("Performance of the candidate models")
-st.caption(f"Cross-validated; mean with the {validation.get('interval', 'interval')} in "
-           "brackets. ROC AUC and average precision: higher is better; Brier score: lower is "
-           "better.")
-perf = pd.DataFrame([{
-    "Model": model_label(n), "Calibration": summaries[n]["calibration"],
-    **{label: common.interval(summaries[n]["metrics"][key])
-       for key, label in common.METRIC_NAMES.items() if key in summaries[n]["metrics"]},
-} for n in order])
+st.caption(
+    f"Cross-validated; mean with the {validation.get('interval', 'interval')} in "
+    "brackets. ROC AUC and average precision: higher is better; Brier score: lower is "
+    "better."
+)
+perf = pd.DataFrame(
+    [
+        {
+            "Model": model_label(n),
+            "Calibration": summaries[n]["calibration"],
+            **{
+                label: common.interval(summaries[n]["metrics"][key])
+                for key, label in common.METRIC_NAMES.items()
+                if key in summaries[n]["metrics"]
+            },
+        }
+        for n in order
+    ]
+)
 st.dataframe(perf, hide_index=True, width="stretch")
 
-st.markdown("**At each model's alert threshold** (a patient is labelled Positive from this "
-            "risk on)")
-st.caption(common.sentence(f"threshold: {validation.get('threshold_rule', 'see the card')}")
-           + f" Value with the {validation.get('operating_point_interval', 'interval')} in "
-           "brackets.")
-op = pd.DataFrame([{
-    "Model": model_label(n), "Threshold": common.pct(summaries[n]["threshold"]),
-    **{label: common.interval(summaries[n]["operating_point"][key], percent=True)
-       for key, label in common.OPERATING_NAMES.items()
-       if key in summaries[n]["operating_point"]},
-} for n in order])
+st.markdown(
+    "**At each model's alert threshold** (a patient is labelled Positive from this risk on)"
+)
+st.caption(
+    common.sentence(f"threshold: {validation.get('threshold_rule', 'see the card')}")
+    + f" Value with the {validation.get('operating_point_interval', 'interval')} in "
+    "brackets."
+)
+op = pd.DataFrame(
+    [
+        {
+            "Model": model_label(n),
+            "Threshold": common.pct(summaries[n]["threshold"]),
+            **{
+                label: common.interval(summaries[n]["operating_point"][key], percent=True)
+                for key, label in common.OPERATING_NAMES.items()
+                if key in summaries[n]["operating_point"]
+            },
+        }
+        for n in order
+    ]
+)
 st.dataframe(op, hide_index=True, width="stretch")
 
 st.subheader("Risk bands")
-st.caption(common.sentence(f"bands: {validation['band_rule']}") if validation.get("band_rule")
-           else "")
-bands = pd.DataFrame([{
-    "Model": model_label(n),
-    "Low": f"below {common.pct(summaries[n]['risk_bands']['moderate_from'])}",
-    "Moderate": f"{common.pct(summaries[n]['risk_bands']['moderate_from'])} to "
-                f"{common.pct(summaries[n]['risk_bands']['high_from'])}",
-    "High": f"from {common.pct(summaries[n]['risk_bands']['high_from'])}",
-} for n in order])
-st.dataframe(bands.style.map(lambda _: common.band_cell_style("low"), subset=["Low"])
-             .map(lambda _: common.band_cell_style("moderate"), subset=["Moderate"])
-             .map(lambda _: common.band_cell_style("high"), subset=["High"]),
-             hide_index=True, width="stretch")
+st.caption(
+    common.sentence(f"bands: {validation['band_rule']}") if validation.get("band_rule") else ""
+)
+bands = pd.DataFrame(
+    [
+        {
+            "Model": model_label(n),
+            "Low": f"below {common.pct(summaries[n]['risk_bands']['moderate_from'])}",
+            "Moderate": f"{common.pct(summaries[n]['risk_bands']['moderate_from'])} to "
+            f"{common.pct(summaries[n]['risk_bands']['high_from'])}",
+            "High": f"from {common.pct(summaries[n]['risk_bands']['high_from'])}",
+        }
+        for n in order
+    ]
+)
+st.dataframe(
+    bands.style.map(lambda _: common.band_cell_style("low"), subset=["Low"])
+    .map(lambda _: common.band_cell_style("moderate"), subset=["Moderate"])
+    .map(lambda _: common.band_cell_style("high"), subset=["High"]),
+    hide_index=True,
+    width="stretch",
+)
 
 st.subheader("Discrimination and calibration")
 c1, c2, c3 = st.columns(3)
@@ -113,12 +147,15 @@ for col, name in zip(st.columns(len(order)), order, strict=True):
         show_plot(f"confusion_{name}.png", model_label(name))
 
 with st.expander("The data and the features (plots from the training report)"):
-    extra = [("importance.png", "Permutation importance"),
-             ("distributions.png", "Feature distributions by outcome"),
-             ("missing.png", "Missing values"), ("correlations.png", "Correlations"),
-             ("class_balance.png", "Class balance")]
+    extra = [
+        ("importance.png", "Permutation importance"),
+        ("distributions.png", "Feature distributions by outcome"),
+        ("missing.png", "Missing values"),
+        ("correlations.png", "Correlations"),
+        ("class_balance.png", "Class balance"),
+    ]
     for start in range(0, len(extra), 2):
-        for col, (name, caption) in zip(st.columns(2), extra[start:start + 2], strict=False):
+        for col, (name, caption) in zip(st.columns(2), extra[start : start + 2], strict=False):
             with col:
                 show_plot(name, caption)
 

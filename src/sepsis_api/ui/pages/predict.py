@@ -16,8 +16,17 @@ from sepsis_api.ui.client import APIError, APIUnreachable, FeatureInfo, ModelSum
 
 DEFAULT, ALL = "__default__", "all"
 # Row 1 of the public training file (a positive case); TS was not measured there.
-EXAMPLE: dict[str, float | None] = {"PRG": 6, "PL": 148, "PR": 72, "SK": 35, "TS": None,
-                                     "M11": 33.6, "BD2": 0.627, "Age": 50, "Insurance": 0}
+EXAMPLE: dict[str, float | None] = {
+    "PRG": 6,
+    "PL": 148,
+    "PR": 72,
+    "SK": 35,
+    "TS": None,
+    "M11": 33.6,
+    "BD2": 0.627,
+    "Age": 50,
+    "Insurance": 0,
+}
 
 st.title("Predict one patient")
 info = common.call(common.features)
@@ -47,8 +56,11 @@ def _current() -> tuple[dict[str, Any], dict[str, str]]:
             continue
         value = ss.get(_in(code))
         if value is None:
-            missing[code] = ("Enter a value, or tick “Not measured”." if f["zero_means_missing"]
-                             else "Enter a value: this measurement is required.")
+            missing[code] = (
+                "Enter a value, or tick “Not measured”."
+                if f["zero_means_missing"]
+                else "Enter a value: this measurement is required."
+            )
             continue
         body[code] = value
     pid = (ss.get("patient_id") or "").strip()
@@ -89,13 +101,15 @@ def _submit() -> None:
         return
     choice = ss.get("model_choice", DEFAULT)
     try:
-        result = common.client().predict(body, None if choice == DEFAULT else choice,
-                                         explain=True)
+        result = common.client().predict(body, None if choice == DEFAULT else choice, explain=True)
     except APIError as e:
         aliases = {f["name"]: f["code"] for f in feats} | {f["code"]: f["code"] for f in feats}
-        by_field = {aliases[err["field"]]: err.get("message", "invalid value")
-                    + (f" (expected {err['expected']})" if err.get("expected") else "")
-                    for err in e.errors if err.get("field") in aliases}
+        by_field = {
+            aliases[err["field"]]: err.get("message", "invalid value")
+            + (f" (expected {err['expected']})" if err.get("expected") else "")
+            for err in e.errors
+            if err.get("field") in aliases
+        }
         ss["predict_field_errors"] = by_field
         ss["predict_problem"] = e
         return
@@ -110,25 +124,42 @@ def _input(f: FeatureInfo) -> None:
     code, unit = f["code"], f["unit"]
     desc = f["description"]
     label = (desc if desc.lower() == code.lower() else f"{desc} · {code}") + (
-        f" ({unit})" if unit else "")
+        f" ({unit})" if unit else ""
+    )
     help_text = f"Valid: {f['rule']}. API name `{f['name']}`."
     if f["choices"] is not None:
         names = {0: "No (0)", 1: "Yes (1)"} if code == "Insurance" else {}
-        st.radio(label, f["choices"], index=None, key=_in(code), horizontal=True,
-                 format_func=lambda c: names.get(c, str(c)), help=help_text)
+        st.radio(
+            label,
+            f["choices"],
+            index=None,
+            key=_in(code),
+            horizontal=True,
+            format_func=lambda c: names.get(c, str(c)),
+            help=help_text,
+        )
     else:
         digits = common.decimals(f)
         integer = digits == 0
-        lo, hi = (int(f["minimum"]), int(f["maximum"])) if integer else (f["minimum"],
-                                                                          f["maximum"])
+        lo, hi = (int(f["minimum"]), int(f["maximum"])) if integer else (f["minimum"], f["maximum"])
         st.number_input(
-            label, min_value=lo, max_value=hi, value=None, key=_in(code),
-            step=1 if integer else 10.0 ** -digits, format="%d" if integer else f"%.{digits}f",
+            label,
+            min_value=lo,
+            max_value=hi,
+            value=None,
+            key=_in(code),
+            step=1 if integer else 10.0**-digits,
+            format="%d" if integer else f"%.{digits}f",
             placeholder=f"{common.valid_range(f)}" + (f" {unit}" if unit else ""),
-            disabled=bool(ss.get(_nm(code))), help=help_text)
+            disabled=bool(ss.get(_nm(code))),
+            help=help_text,
+        )
     if f["zero_means_missing"]:
-        st.checkbox("Not measured", key=_nm(code),
-                    help="The model fills in a typical value from the training data.")
+        st.checkbox(
+            "Not measured",
+            key=_nm(code),
+            help="The model fills in a typical value from the training data.",
+        )
     else:
         st.caption("Required")
     problem = ss.get("predict_field_errors", {}).get(code)
@@ -152,7 +183,8 @@ def _prediction_card(pred: Prediction) -> None:
         above = pred["probability"] >= pred["threshold"]
         st.markdown(
             f"Label **{pred['label']}**: the risk is {'at or above' if above else 'below'} "
-            f"this model's alert threshold of **{common.pct(pred['threshold'])}**.")
+            f"this model's alert threshold of **{common.pct(pred['threshold'])}**."
+        )
         if m:
             st.caption(f"Risk bands: {common.bands_text(m)}.")
         st.caption(f"Recorded in the audit log as `{pred['prediction_id']}`.")
@@ -162,50 +194,83 @@ def _reasons(pred: Prediction) -> None:
     if not pred.get("contributions"):
         st.caption("No per-feature reasons came back for this estimate.")
         return
-    st.altair_chart(common.contribution_chart(pred["contributions"], feats_by_code),
-                    width="stretch")
+    st.altair_chart(
+        common.contribution_chart(pred["contributions"], feats_by_code), width="stretch"
+    )
 
 
 def _comparison(preds: list[Prediction]) -> None:
-    rows = [{"Model": _model_name(p), "Risk": common.pct(p["probability"]),
-             "Band": common.BANDS[p["risk_band"]]["words"], "Label": p["label"],
-             "Threshold": common.pct(p["threshold"])} for p in preds]
+    rows = [
+        {
+            "Model": _model_name(p),
+            "Risk": common.pct(p["probability"]),
+            "Band": common.BANDS[p["risk_band"]]["words"],
+            "Label": p["label"],
+            "Threshold": common.pct(p["threshold"]),
+        }
+        for p in preds
+    ]
     table = pd.DataFrame(rows).style.map(common.band_cell_style, subset=["Band"])
     st.dataframe(table, hide_index=True, width="stretch")
 
 
-st.caption("Enter the measurements you have. Ranges are enforced as you type; tick "
-           "“Not measured” where a value is missing. Every estimate is recorded in the audit "
-           "log.")
+st.caption(
+    "Enter the measurements you have. Ranges are enforced as you type; tick "
+    "“Not measured” where a value is missing. Every estimate is recorded in the audit "
+    "log."
+)
 
 form_col, result_col = st.columns([3, 2], gap="large")
 
 with form_col:
     b1, b2, _ = st.columns([1.4, 0.9, 2])
-    b1.button("Example patient", on_click=_fill_example, icon=":material/person:",
-              key="example", width="stretch",
-              help="Fill the form with row 1 of the public training data.")
-    b2.button("Clear", on_click=_clear_form, icon=":material/backspace:", key="clear",
-              width="stretch")
+    b1.button(
+        "Example patient",
+        on_click=_fill_example,
+        icon=":material/person:",
+        key="example",
+        width="stretch",
+        help="Fill the form with row 1 of the public training data.",
+    )
+    b2.button(
+        "Clear", on_click=_clear_form, icon=":material/backspace:", key="clear", width="stretch"
+    )
     for start in range(0, len(feats), 3):
         # Bottom-aligned rows keep the inputs level when a label wraps to two lines.
         row = st.columns(3, vertical_alignment="bottom")
-        for col, f in zip(row, feats[start:start + 3], strict=False):
+        for col, f in zip(row, feats[start : start + 3], strict=False):
             with col:
                 _input(f)
     id_col, model_col = st.columns(2)
-    id_col.text_input("Patient ID (optional)", key="patient_id", max_chars=128,
-                      placeholder="e.g. ward or record number",
-                      help="Kept with the estimate in the audit log, so you can find it again.")
+    id_col.text_input(
+        "Patient ID (optional)",
+        key="patient_id",
+        max_chars=128,
+        placeholder="e.g. ward or record number",
+        help="Kept with the estimate in the audit log, so you can find it again.",
+    )
     choices = [DEFAULT, *summaries, ALL]
     default_name = summaries[served["default_model"]]["display_name"]
     model_col.selectbox(
-        "Model", choices, key="model_choice",
-        format_func=lambda c: (f"Default ({default_name})" if c == DEFAULT
-                               else "All models, side by side" if c == ALL
-                               else summaries[c]["display_name"]))
-    st.button("Estimate risk", type="primary", on_click=_submit, key="submit",
-              icon=":material/monitor_heart:", width="stretch")
+        "Model",
+        choices,
+        key="model_choice",
+        format_func=lambda c: (
+            f"Default ({default_name})"
+            if c == DEFAULT
+            else "All models, side by side"
+            if c == ALL
+            else summaries[c]["display_name"]
+        ),
+    )
+    st.button(
+        "Estimate risk",
+        type="primary",
+        on_click=_submit,
+        key="submit",
+        icon=":material/monitor_heart:",
+        width="stretch",
+    )
 
 problem = ss.get("predict_problem")
 field_errors = ss.get("predict_field_errors")
@@ -216,18 +281,26 @@ with result_col:
     if problem is not None:
         common.show_problem(problem, fields=feats)
     elif field_errors:
-        st.error(f"**{len(field_errors)} field(s) need attention** — see the messages under "
-                 "them.", icon=":material/edit_note:")
+        st.error(
+            f"**{len(field_errors)} field(s) need attention** — see the messages under them.",
+            icon=":material/edit_note:",
+        )
     if outcome:
         if _current()[0] != outcome["body"]:
-            st.info("The form has changed since this estimate; press **Estimate risk** again "
-                    "to update it.", icon=":material/update:")
+            st.info(
+                "The form has changed since this estimate; press **Estimate risk** again "
+                "to update it.",
+                icon=":material/update:",
+            )
         who = outcome["result"].get("patient_id")
         st.subheader(f"Result for {who}" if who else "Result")
         missing = [c for c, v in outcome["body"].items() if v is None]
         if missing:
-            st.caption("Not measured (filled in by the model): " + ", ".join(
-                common.feature_label(feats_by_code[c]) for c in missing) + ".")
+            st.caption(
+                "Not measured (filled in by the model): "
+                + ", ".join(common.feature_label(feats_by_code[c]) for c in missing)
+                + "."
+            )
         if len(preds) == 1:
             _prediction_card(preds[0])
         else:
@@ -237,14 +310,18 @@ with result_col:
     elif problem is None and not field_errors:
         with st.container(border=True):
             st.markdown("**The result appears here.**")
-            st.caption("Risk as a percentage, its band (low / moderate / high), the label at "
-                       "the model's threshold, and which values pushed the risk up or down.")
+            st.caption(
+                "Risk as a percentage, its band (low / moderate / high), the label at "
+                "the model's threshold, and which values pushed the risk up or down."
+            )
 
 if preds:
     st.subheader("Why: what each value did to the risk")
-    st.caption("Each bar compares the patient's value with the value treated as not measured "
-               "(the training median), in log-odds of the risk: bars to the right raised it, "
-               "bars to the left lowered it. Not-measured values have no effect.")
+    st.caption(
+        "Each bar compares the patient's value with the value treated as not measured "
+        "(the training median), in log-odds of the risk: bars to the right raised it, "
+        "bars to the left lowered it. Not-measured values have no effect."
+    )
     if len(preds) == 1:
         _reasons(preds[0])
     else:
