@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from sepsis_api.ml.data import load_table
-from sepsis_api.ml.registry import PACKAGED_ROOT, Registry
+from sepsis_api.ml.store import PACKAGED_ROOT, Registry
 
 
 def best_of(fn, repeats: int) -> float:

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from pg import PostgresCluster, missing_reason
 from sepsis_api.api.app import create_app
 from sepsis_api.config import Settings
-from sepsis_api.ml.registry import PACKAGED_ROOT, ModelVersion, Registry
+from sepsis_api.ml.store import PACKAGED_ROOT, ModelVersion, Registry
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO.parent / "shared" / "data"
@@ -41,7 +41,7 @@ def test_csv() -> Path:
 @pytest.fixture(scope="session")
 def small_version(train_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> ModelVersion:
     """A full training run with one CV repeat (fast), saved to a temporary registry."""
-    from sepsis_api.ml.registry import save_run
+    from sepsis_api.ml.publish import save_run
     from sepsis_api.ml.train import train
 
     run = train(train_csv, seed=7, n_repeats=1, n_jobs=2)

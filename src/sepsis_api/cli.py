@@ -18,7 +18,7 @@ from rich.table import Table
 
 from sepsis_api.config import get_settings
 from sepsis_api.ml.data import DEFAULT_CHUNK_ROWS, DataError, RowError, iter_batches
-from sepsis_api.ml.registry import DEFAULT_POINTER, ArtifactError, ModelVersion, Registry
+from sepsis_api.ml.store import ArtifactError, Registry, registry_for
 from sepsis_api.schema import NOT_A_DEVICE
 
 app = typer.Typer(
@@ -45,8 +45,8 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 def _registry(registry: Path | None) -> Registry:
     settings = get_settings()
     if registry is not None:
-        return Registry([registry, *settings.registry().roots])
-    return settings.registry()
+        return Registry([registry, *registry_for(settings).roots])
+    return registry_for(settings)
 
 
 RegistryOpt = Annotated[
@@ -68,7 +68,7 @@ def train(
     ] = False,
 ) -> None:
     """Compare the candidate models, calibrate, choose threshold and bands, save a version."""
-    from sepsis_api.ml.registry import save_run
+    from sepsis_api.ml.publish import save_run
     from sepsis_api.ml.train import train as run_training
 
     columns = (
@@ -90,7 +90,7 @@ def train(
             progress.add_task("writing report and artifacts", total=None)
             path = save_run(run, out_dir)
             if set_default:
-                (out_dir / DEFAULT_POINTER).write_text(run.version + "\n", encoding="utf-8")
+                Registry([out_dir]).set_default(run.version, out_dir)
     except DataError as e:
         raise _fail(str(e)) from None
 
@@ -118,22 +118,6 @@ def train(
 
 
 # -- predict ---------------------------------------------------------------------------------
-def resolve_model(registry: Registry, spec: str | None) -> tuple[ModelVersion, str]:
-    """``spec`` is a model name, a version (its default model), or VERSION/NAME."""
-    if spec and "/" in spec:
-        version, name = spec.split("/", 1)
-        mv = registry.open(version)
-        mv.model_card(name)
-        return mv, name
-    if spec and spec in registry.version_dirs():
-        mv = registry.open(spec)
-        return mv, mv.default_model
-    mv = registry.open(get_settings().model_version)
-    name = spec or mv.default_model
-    mv.model_card(name)
-    return mv, name
-
-
 @contextmanager
 def _atomic_path(final: Path) -> Iterator[Path]:
     """A temporary path beside ``final`` that replaces it only if the block succeeds."""
@@ -205,14 +189,12 @@ def predict(
     import numpy as np
     import pandas as pd
 
-    from sepsis_api.ml.predictor import Predictor
+    from sepsis_api.ml.scoring import UnknownModel, open_model, score
 
     try:
-        mv, name = resolve_model(_registry(registry), model)
-        predictor = Predictor(mv)
-    except ArtifactError as e:
+        served = open_model(model, _registry(registry), get_settings().model_version)
+    except (ArtifactError, UnknownModel) as e:
         raise _fail(str(e)) from None
-    served = predictor.get(name)
     rejected: list[RowError] = []
     rejected_path = output.with_name(output.stem + ".rejected.csv")
     scored = 0
@@ -233,7 +215,7 @@ def predict(
                     if batch.errors and not skip_invalid:
                         raise DataError(f"{input_path}: {batch.errors[0]}")
                     rejected.extend(batch.errors)
-                    scores = predictor.score(batch.X, name)
+                    scores = score(served, batch.X)
                     ids = [
                         i if i is not None else str(r)
                         for i, r in zip(batch.ids, batch.rows.tolist(), strict=True)

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-if TYPE_CHECKING:  # the web UI reads settings too and must not load the ML code
-    from sepsis_api.ml.registry import Registry
 
 
 class Settings(BaseSettings):
@@ -109,12 +105,6 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'audit.db'}"
-
-    def registry(self) -> Registry:
-        from sepsis_api.ml.registry import PACKAGED_ROOT, Registry
-
-        roots = [self.model_dir] if self.model_dir else []
-        return Registry([*roots, PACKAGED_ROOT])
 
 
 @lru_cache

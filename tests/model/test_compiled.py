@@ -7,7 +7,7 @@ import pytest
 
 from sepsis_api.ml.compiled import CompiledModel, compile_pipeline
 from sepsis_api.ml.data import load_table
-from sepsis_api.ml.registry import ModelVersion
+from sepsis_api.ml.store import ModelVersion
 from sepsis_api.schema import FEATURES, ZERO_MISSING_INDEX
 
 

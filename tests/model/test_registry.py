@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sepsis_api.ml.registry import ArtifactError, ModelVersion, Registry
+from sepsis_api.ml.store import ArtifactError, ModelVersion, Registry
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sepsis_api.ml.registry import library_versions, sha256_of
+from sepsis_api.ml.publish import library_versions
+from sepsis_api.ml.store import sha256_of
 from sepsis_api.ml.train import train
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from sepsis_api.ml import evaluate as ev
+from sepsis_api.ml.scoring import RiskBands
 from sepsis_api.ml.train import CANDIDATES, CandidateResult, choose_default, train
 
 
@@ -34,7 +35,7 @@ def test_threshold_helpers_on_a_known_case():
     t_spec = ev.threshold_for_specificity(y, p, 0.75)  # 3 of 4 negatives below
     assert 0.3 < t_spec <= 0.31
     assert ev.operating_metrics(y, p, t_spec)["specificity"] == 0.75
-    bands = ev.RiskBands(0.2, 0.6)
+    bands = RiskBands(0.2, 0.6)
     assert list(bands.band(np.array([0.1, 0.2, 0.59, 0.6]))) == [
         "low",
         "moderate",
@@ -52,7 +53,7 @@ def _fake(name: str, aucs: list[float]) -> CandidateResult:
         uncalibrated_fold_scores={},
         oof=np.zeros(1),
         threshold=0.5,
-        bands=ev.RiskBands(0.2, 0.6),
+        bands=RiskBands(0.2, 0.6),
         operating_point={},
         importance={},
         fitted=None,

@@ -30,8 +30,8 @@ from sepsis_api.config import Settings, get_settings
 from sepsis_api.db.audit import open_audit
 from sepsis_api.db.writer import AuditWriter, Checkpointer, LoopWriter
 from sepsis_api.keys import parse_keys
-from sepsis_api.ml.predictor import Predictor
-from sepsis_api.ml.registry import ArtifactError, Registry
+from sepsis_api.ml.scoring import Predictor
+from sepsis_api.ml.store import ArtifactError, Registry, registry_for
 from sepsis_api.schema import NOT_A_DEVICE
 
 log = logging.getLogger("sepsis_api")
@@ -135,7 +135,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         audit = open_audit(settings, background_checkpoints=True)
-        registry = settings.registry()
+        registry = registry_for(settings)
         wanted = audit.active_version() or settings.model_version
         start = time.perf_counter()
         try:

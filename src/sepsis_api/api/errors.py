@@ -14,12 +14,30 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.types import Send
 
+from sepsis_api.api.schemas import ErrorResponse
 from sepsis_api.schema import FEATURES, feature_for
 
 log = logging.getLogger("sepsis_api")
 
 _RANGE_ERRORS = {"greater_than_equal", "less_than_equal", "multiple_of"}  # pydantic-core
 _KNOWN_FIELDS = ", ".join(f"{f.code}/{f.name}" for f in FEATURES)
+
+
+# The error replies of the OpenAPI document, shared by every route.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "The body could not be read (not UTF-8 JSON)."},
+    401: {"model": ErrorResponse, "description": "Missing or invalid API key."},
+    422: {
+        "model": ErrorResponse,
+        "description": "Invalid input: each error names the field, "
+        "the value and what was expected.",
+    },
+    503: {"model": ErrorResponse, "description": "Audit database unavailable; nothing returned."},
+}
+JSON_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    415: {"model": ErrorResponse, "description": "The body is not JSON."},
+}
 
 
 class APIError(Exception):

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sepsis_api.api.errors import INTERNAL_ERROR, APIError, error_body, send_json
-from sepsis_api.api.routes.predict import predict_reply
+from sepsis_api.api.replies import predict_reply
 from sepsis_api.api.schemas import Patient
 
 log = logging.getLogger("sepsis_api")

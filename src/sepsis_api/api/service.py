@@ -24,8 +24,8 @@ from sepsis_api.api.metrics import Metrics
 from sepsis_api.db.audit import AuditLog
 from sepsis_api.db.writer import AuditWriter, LoopWriter, RowStream
 from sepsis_api.ids import new_id, new_ids
-from sepsis_api.ml.predictor import Predictor, ServedModel, explain_one
-from sepsis_api.ml.registry import Registry
+from sepsis_api.ml.scoring import Predictor, ServedModel, UnknownModel, resolve, score
+from sepsis_api.ml.store import Registry
 from sepsis_api.schema import BY_CODE, FEATURES
 
 log = logging.getLogger("sepsis_api")
@@ -53,22 +53,12 @@ class Service:
         log.info("switched model version %s -> %s", previous, version)
         return loaded
 
-    def resolve(self, spec: str | None, *, allow_all: bool = True) -> list[ServedModel]:
-        """A model name, the served version (its default model), or 'all'."""
-        p = self.predictor
-        if spec is None or spec == p.version.version:
-            return [p.default]
-        if spec == "all":
-            if not allow_all:
-                raise APIError(
-                    422,
-                    "model=all is not available here; choose one model",
-                    [_model_error(spec, p, allow_all)],
-                )
-            return list(p.models.values())
-        if spec in p.models:
-            return [p.models[spec]]
-        raise APIError(422, f"unknown model {spec!r}", [_model_error(spec, p, allow_all)])
+    def resolve(self, ref: str | None, *, allow_all: bool = True) -> list[ServedModel]:
+        """The served models ``ref`` names (ml/scoring.resolve); unknown ones are a 422."""
+        try:
+            return resolve(ref, self.predictor, allow_all=allow_all)
+        except UnknownModel as e:
+            raise APIError(422, e.detail, [model_error(e)]) from None
 
     async def commit(self, rows: list[Any]) -> None:
         """Wait until the rows (``audit.insert.params``) are committed; an unreachable
@@ -105,9 +95,9 @@ class Service:
         """Score one patient with each model; commit one audit row per model; return rows."""
         rows: list[dict[str, Any]] = []
         for m in models:
-            p = float(m.compiled.predict_proba(x)[0])
+            scores = score(m, x, explain=explain)
             contributions = None
-            if explain:
+            if scores.contributions is not None:
                 contributions = [
                     {
                         "feature": c.code,
@@ -115,17 +105,17 @@ class Service:
                         "value": None if np.isnan(c.value) else c.value,
                         "contribution": c.log_odds,
                     }
-                    for c in explain_one(m, x)
+                    for c in scores.contributions[0]
                 ]
             rows.append(
                 {
                     "id": new_id(),
                     "model_name": m.name,
                     "model_version": m.version,
-                    "probability": p,
+                    "probability": float(scores.probability[0]),
                     "threshold": m.threshold,
-                    "label": "Positive" if p >= m.threshold else "Negative",
-                    "risk_band": m.bands.band_of(p),
+                    "label": str(scores.label[0]),
+                    "risk_band": str(scores.band[0]),
                     "contributions": contributions,
                 }
             )
@@ -193,7 +183,7 @@ class Service:
         labels: list[str] = []
         bands: list[str] = []
         for X, ids in patients.chunks(BATCH_CHUNK_ROWS):
-            scores = self.predictor.score(X, model.name)
+            scores = score(model, X)  # the model resolved once, for every chunk
             chunk = {
                 "id": new_ids(len(ids)),
                 "patient_id": ids,
@@ -242,13 +232,12 @@ class PatientChunks(Protocol):
         ...
 
 
-def _model_error(spec: str, p: Predictor, allow_all: bool) -> dict[str, Any]:
-    choices = [*p.models, p.version.version] + (["all"] if allow_all else [])
-    reason = "is not available for this call" if spec == "all" else "is not a served model"
+def model_error(e: UnknownModel) -> dict[str, Any]:
+    """The field error of an unknown model reference (ErrorResponse.errors item)."""
     return {
         "field": "model",
         "row": None,
-        "value": spec,
-        "expected": f"one of {', '.join(choices)}",
-        "message": f"model: {spec!r} {reason}",
+        "value": e.ref,
+        "expected": e.expected,
+        "message": e.message,
     }

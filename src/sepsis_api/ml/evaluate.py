@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+from sepsis_api.ml.scoring import RiskBands
 
 METRICS = ("roc_auc", "average_precision", "brier")
 
@@ -35,9 +38,6 @@ def interval(values: np.ndarray) -> Interval:
 
 
 def score_all(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    # Imported here: serving reads RiskBands from this module and must not pay for sklearn.
-    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
-
     return {
         "roc_auc": float(roc_auc_score(y, p)),
         "average_precision": float(average_precision_score(y, p)),
@@ -104,22 +104,6 @@ def bootstrap_operating(
             "high": round(float(np.percentile(arr, 97.5)), 6),
         }
     return out
-
-
-@dataclass(frozen=True)
-class RiskBands:
-    """low: p < moderate_from; moderate: moderate_from <= p < high_from; high: p >= high_from."""
-
-    moderate_from: float
-    high_from: float
-
-    def band_of(self, p: float) -> str:
-        return "high" if p >= self.high_from else "moderate" if p >= self.moderate_from else "low"
-
-    def band(self, p: np.ndarray) -> np.ndarray:
-        return np.where(
-            p >= self.high_from, "high", np.where(p >= self.moderate_from, "moderate", "low")
-        )
 
 
 def choose_bands(y: np.ndarray, p: np.ndarray, threshold: float) -> RiskBands:

@@ -26,7 +26,8 @@ from sepsis_api import __version__
 from sepsis_api.ml import evaluate as ev
 from sepsis_api.ml.data import Batch, load_training_data
 from sepsis_api.ml.features import ZeroAsMissing, preprocessing_steps
-from sepsis_api.ml.registry import sha256_of
+from sepsis_api.ml.scoring import RiskBands
+from sepsis_api.ml.store import sha256_of
 from sepsis_api.schema import FEATURES
 
 
@@ -73,7 +74,7 @@ class CandidateResult:
     uncalibrated_fold_scores: dict[str, np.ndarray]
     oof: np.ndarray  # per training row, mean out-of-fold probability over the repeats
     threshold: float
-    bands: ev.RiskBands
+    bands: RiskBands
     operating_point: dict[str, dict[str, float]]  # metric -> value/low/high at the threshold
     importance: dict[str, float]  # feature code -> mean drop in ROC AUC when permuted
     fitted: object  # the final estimator, refit on all rows

@@ -9,12 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from sepsis_api.api.errors import APIError
-from sepsis_api.api.routes.predict import JSON_ERRORS
+from sepsis_api.api.errors import JSON_ERRORS, APIError
 from sepsis_api.api.schemas import ErrorResponse
 from sepsis_api.api.security import caller_id
 from sepsis_api.api.service import Service
-from sepsis_api.ml.registry import ArtifactError
+from sepsis_api.ml.store import ArtifactError, registry_for
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -43,7 +42,7 @@ async def activate(
     every replica polls), and switches this server at once. Requests in flight finish on the
     version they started with."""
     svc: Service = request.app.state.service
-    registry = request.app.state.settings.registry()
+    registry = registry_for(request.app.state.settings)
     previous = svc.predictor.version.version
     try:
         loaded = await svc.switch_to(registry, body.version)

@@ -16,8 +16,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from sepsis_api.api.errors import APIError
-from sepsis_api.api.routes.predict import ERRORS
+from sepsis_api.api.errors import ERRORS, APIError
 from sepsis_api.api.schemas import ErrorResponse
 from sepsis_api.api.security import caller_id
 

@@ -6,8 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from sepsis_api.api.errors import APIError, require_json
-from sepsis_api.api.routes.predict import JSON_ERRORS
+from sepsis_api.api.errors import JSON_ERRORS, APIError, require_json
 from sepsis_api.api.schemas import CompatRequest, CompatResponse, inputs_matrix
 from sepsis_api.api.security import caller_id
 from sepsis_api.api.service import Service

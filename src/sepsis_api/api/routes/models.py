@@ -6,11 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 
-from sepsis_api.api.errors import APIError
-from sepsis_api.api.routes.predict import ERRORS
+from sepsis_api.api.errors import ERRORS, APIError
 from sepsis_api.api.schemas import ErrorResponse, ModelDetail, ModelsResponse
 from sepsis_api.api.security import caller_id
-from sepsis_api.ml.predictor import Predictor
+from sepsis_api.api.service import model_error
+from sepsis_api.ml.scoring import Predictor, UnknownModel, resolve
 
 router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Depends(caller_id)])
 
@@ -56,11 +56,8 @@ async def get_model(
     request: Request,
 ) -> dict[str, Any]:
     p: Predictor = request.app.state.service.predictor
-    name = p.version.default_model if name_or_version == p.version.version else name_or_version
-    if name not in p.models:
-        raise APIError(
-            404,
-            f"no served model or version {name_or_version!r}; served: "
-            f"{', '.join(p.models)} (version {p.version.version})",
-        )
-    return {**summary(p, name), "card": p.version.card}
+    try:
+        [served] = resolve(name_or_version, p, allow_all=False)
+    except UnknownModel as e:
+        raise APIError(404, f"{e}", [model_error(e)]) from None
+    return {**summary(p, served.name), "card": p.version.card}

@@ -14,14 +14,21 @@ from fastapi.responses import Response
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from sepsis_api.api.errors import APIError, field_errors, json_response, require_json
+from sepsis_api.api.errors import (
+    ERRORS,
+    JSON_ERRORS,
+    APIError,
+    field_errors,
+    json_response,
+    require_json,
+)
+from sepsis_api.api.replies import predict_reply
 from sepsis_api.api.schemas import (
     BatchRequest,
     BatchResponse,
     ErrorResponse,
     Patient,
     PredictResponse,
-    patient_inputs,
     patient_matrix,
 )
 from sepsis_api.api.security import caller_id
@@ -30,20 +37,6 @@ from sepsis_api.ml.data import DataError, read_csv_bytes, validate_frame
 
 router = APIRouter(prefix="/v1", tags=["predict"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "The body could not be read (not UTF-8 JSON)."},
-    401: {"model": ErrorResponse, "description": "Missing or invalid API key."},
-    422: {
-        "model": ErrorResponse,
-        "description": "Invalid input: each error names the field, "
-        "the value and what was expected.",
-    },
-    503: {"model": ErrorResponse, "description": "Audit database unavailable; nothing returned."},
-}
-JSON_ERRORS: dict[int | str, dict[str, Any]] = {
-    **ERRORS,
-    415: {"model": ErrorResponse, "description": "The body is not JSON."},
-}
 ModelQuery = Annotated[
     str | None,
     Query(
@@ -51,40 +44,6 @@ ModelQuery = Annotated[
         "model side by side. Default: the version's default model."
     ),
 ]
-
-
-def _row(r: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "prediction_id": r["id"],
-        "model": r["model_name"],
-        "model_version": r["model_version"],
-        "probability": r["probability"],
-        "label": r["label"],
-        "risk_band": r["risk_band"],
-        "threshold": r["threshold"],
-        "contributions": r["contributions"],
-    }
-
-
-async def predict_reply(
-    svc: Service, patient: Any, model: str | None, explain: bool, caller: str, request_id: str
-) -> dict[str, Any]:
-    """The body of a /v1/predict reply (shared by the route and api/fastpath.py)."""
-    rows = await svc.predict_one(
-        patient_matrix([patient]),
-        patient_inputs(patient),
-        patient.ID,
-        svc.resolve(model),
-        explain=explain,
-        caller=caller,
-        request_id=request_id,
-        source="predict",
-    )
-    return {
-        "patient_id": patient.ID,
-        "predictions": [_row(r) for r in rows],
-        "contribution_scale": "log-odds",
-    }
 
 
 @router.post(

@@ -10,8 +10,7 @@ from fastapi.responses import Response
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from sepsis_api.api.errors import APIError, json_response
-from sepsis_api.api.routes.predict import ERRORS
+from sepsis_api.api.errors import ERRORS, APIError, json_response
 from sepsis_api.api.schemas import ErrorResponse, HistoryPage, HistoryRecord
 from sepsis_api.api.security import caller_id
 from sepsis_api.db.audit import HistoryFilter

@@ -8,28 +8,23 @@
         <model>.skops             the scikit-learn pipeline (skops, explicit trusted types)
 
 Loading verifies every hash first and refuses a directory whose files do not match its card.
+This module reads and verifies; it imports nothing from training (ml/publish.py writes).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import platform
-import shutil
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from functools import cached_property
-from importlib import metadata
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sepsis_api import __version__
-from sepsis_api.ml import evaluate as ev
 from sepsis_api.ml.compiled import CompiledModel
-from sepsis_api.schema import FEATURES, NOT_A_DEVICE, PROVENANCE
+
+if TYPE_CHECKING:
+    from sepsis_api.config import Settings
 
 CARD = "card.json"
 CARD_FORMAT = "sepsis-api-card/1"
@@ -64,27 +59,6 @@ TRUSTED_SKLEARN_TYPES = [
     "numpy.dtype",
 ]
 
-INTENDED_USE = (
-    "Research and teaching demonstration of a calibrated, explained risk service with an "
-    "audit trail. Not for use in patient care."
-)
-
-
-def limitations(rows: int) -> list[str]:
-    zero_missing = ", ".join(f.code for f in FEATURES if f.zero_means_missing)
-    return [
-        NOT_A_DEVICE,
-        PROVENANCE,
-        f"Trained on {rows} rows from one source; the intervals are wide and the estimates "
-        "have not been validated on any external or prospective cohort.",
-        f"Zeros in {zero_missing} are read as 'not measured' and imputed with the training "
-        "median; features that are often missing carry little information.",
-        "The threshold, the risk bands and their intervals come from the same data's "
-        "out-of-fold predictions (averaged over the CV repeats), so the sensitivity at the "
-        "threshold is optimistic by construction; they need re-estimation on the population "
-        "where the model would be used.",
-    ]
-
 
 class ArtifactError(RuntimeError):
     """A model directory that is missing, incomplete, tampered with or of an unknown format."""
@@ -98,105 +72,6 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def library_versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "sepsis-api": __version__}
-    for dist in ("numpy", "scikit-learn", "numba", "skops", "pandas"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[dist] = metadata.version(dist)
-    return out
-
-
-# -- writing ---------------------------------------------------------------------------------
-def build_card(run: Any) -> dict[str, Any]:
-    """The card of a TrainingRun (see ml/train.py); file hashes are added when saving."""
-    y = run.data.y
-    models = {}
-    for name, r in run.candidates.items():
-        models[name] = {
-            "display_name": r.display_name,
-            "calibration": r.calibration,
-            "metrics": {k: v.as_dict() for k, v in r.metrics().items()},
-            "uncalibrated_metrics": {
-                m: ev.interval(s).as_dict() for m, s in r.uncalibrated_fold_scores.items()
-            },
-            "threshold": r.threshold,
-            "operating_point": r.operating_point,
-            "risk_bands": {"moderate_from": r.bands.moderate_from, "high_from": r.bands.high_from},
-            "importance": r.importance,
-            "files": {"compiled": f"{name}.npz", "sklearn": f"{name}.skops"},
-        }
-    return {
-        "format": CARD_FORMAT,
-        "version": run.version,
-        "created_at": run.created_at,
-        "default_model": run.default,
-        "seed": run.seed,
-        "intended_use": INTENDED_USE,
-        "limitations": limitations(len(y)),
-        "provenance": PROVENANCE,
-        "features": [f.code for f in FEATURES],
-        "training_data": {
-            "file": run.data_path.name,
-            "sha256": run.data_sha256,
-            "rows": len(y),
-            "positives": int(y.sum()),
-            "feature_stats": run.feature_stats,
-        },
-        "validation": {
-            "method": "repeated stratified k-fold cross-validation",
-            "splits": run.n_splits,
-            "repeats": run.n_repeats,
-            "interval": "2.5th-97.5th percentile of the per-fold scores",
-            "operating_point_interval": "95% percentile bootstrap (1000 resamples) of the "
-            "out-of-fold predictions",
-            "threshold_rule": "highest threshold with out-of-fold sensitivity >= "
-            f"{ev.TARGET_SENSITIVITY:.2f}",
-            "band_rule": "low below the highest cut with sensitivity >= "
-            f"{ev.LOW_BAND_SENSITIVITY:.2f}; high from the lowest cut with "
-            f"specificity >= {ev.HIGH_BAND_SPECIFICITY:.2f}; moderate between",
-        },
-        "libraries": library_versions(),
-        "models": models,
-    }
-
-
-def save_run(run: Any, root: Path) -> Path:
-    """Write a run's version directory under ``root`` atomically; return its path."""
-    import skops.io as sio
-
-    from sepsis_api.ml.compiled import compile_pipeline
-    from sepsis_api.ml.report import write_model_card, write_report
-
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / run.version
-    tmp = Path(tempfile.mkdtemp(prefix=f".{run.version}-", dir=root))
-    try:
-        card = build_card(run)
-        for name, r in run.candidates.items():
-            compile_pipeline(r.fitted).save(tmp / f"{name}.npz")
-            sio.dump(r.fitted, tmp / f"{name}.skops", compression=zipfile.ZIP_DEFLATED)
-        write_report(run, card, tmp)
-        write_model_card(card, tmp)
-        card["files"] = {
-            str(p.relative_to(tmp)): sha256_of(p) for p in sorted(tmp.rglob("*")) if p.is_file()
-        }
-        (tmp / CARD).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-        tmp.chmod(0o755)  # mkdtemp makes it owner-only; servers may run as another user
-        if final.exists():  # same data, seed and settings: replace, never half-replace
-            old = final.with_name(f".{final.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            final.rename(old)
-            tmp.rename(final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
-
-
-# -- reading ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ModelVersion:
     path: Path
@@ -308,6 +183,21 @@ class Registry:
             raise ArtifactError(f"no model versions under {', '.join(map(str, self.roots))}")
         return versions[0]
 
+    def cards(self) -> dict[str, dict[str, Any]]:
+        """Each version's card, newest first, read without verifying the files (for listings;
+        ``open`` verifies)."""
+        out: dict[str, dict[str, Any]] = {}
+        for version, path in sorted(self.version_dirs().items(), reverse=True):
+            try:
+                out[version] = json.loads((path / CARD).read_text(encoding="utf-8"))
+            except (OSError, ValueError) as e:
+                raise ArtifactError(f"{path / CARD}: unreadable card: {e}") from None
+        return out
+
+    def set_default(self, version: str, root: Path) -> None:
+        """Point ``root``'s DEFAULT file at ``version``."""
+        (root / DEFAULT_POINTER).write_text(version + "\n", encoding="utf-8")
+
     def open(self, version: str | None = None) -> ModelVersion:
         version = version or self.default_version()
         dirs = self.version_dirs()
@@ -316,3 +206,9 @@ class Registry:
                 f"unknown model version {version!r}; known: {', '.join(self.versions()) or 'none'}"
             )
         return ModelVersion.open(dirs[version])
+
+
+def registry_for(settings: Settings) -> Registry:
+    """The settings' model directory first (if any), then the shipped models."""
+    roots = [settings.model_dir] if settings.model_dir else []
+    return Registry([*roots, PACKAGED_ROOT])
