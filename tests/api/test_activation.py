@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import threading
 import time
 
 import httpx
-import pytest
 
 from factories import PATIENT
 from server import ServerProcess
 
 ADMIN = "ops:" + "a" * 24
 ADMIN_HEADERS = {"Authorization": "Bearer " + "a" * 24}
-
-
-@pytest.fixture
-def registry(tmp_path, shipped, small_version):
-    """A model directory holding two versions: the shipped one and a small retrained one."""
-    root = tmp_path / "models"
-    for v in (shipped, small_version):
-        shutil.copytree(v.path, root / v.version)
-    (root / "DEFAULT").write_text(shipped.version)
-    return root
 
 
 def test_admin_route_needs_an_admin_key(make_client, registry):
