@@ -13,8 +13,9 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sepsis_api.api.asgi import headers_of, replay
 from sepsis_api.api.errors import INTERNAL_ERROR, APIError, error_body, send_json
 from sepsis_api.api.replies import predict_reply
 from sepsis_api.api.schemas import Patient
@@ -22,6 +23,7 @@ from sepsis_api.api.schemas import Patient
 log = logging.getLogger("sepsis_api")
 
 PATH = "/v1/predict"
+ANSWERED_BY = "answered_by"  # scope["state"] key the lean path sets when it answers
 _BOOLS = {"true": True, "false": False, "1": True, "0": False}
 
 
@@ -37,7 +39,7 @@ class PredictFastPath:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != PATH:
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
+        headers = headers_of(scope)
         ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         query = self._query(scope.get("query_string", b""))
         if ctype != b"application/json" or query is None:
@@ -49,9 +51,10 @@ class PredictFastPath:
         except ValidationError:
             patient = None
         if patient is None or disconnected:
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay(body, receive), send)
             return
         state = scope["state"]
+        state[ANSWERED_BY] = "lean"  # read by tests, to know which path answered
         scope["route"] = _Route
         svc = scope["app"].state.service
         try:
@@ -93,16 +96,3 @@ class PredictFastPath:
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         return b"".join(chunks), False
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replayed() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed

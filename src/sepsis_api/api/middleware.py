@@ -13,6 +13,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sepsis_api.api.access_log import AccessLog
+from sepsis_api.api.asgi import headers_of, replay
 from sepsis_api.api.errors import INTERNAL_ERROR, error_body, send_json
 from sepsis_api.api.metrics import Metrics
 
@@ -35,7 +36,7 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
+        headers = headers_of(scope)
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _SAFE_ID.match(given) else f"{_PREFIX}-{next(_COUNTER):x}"
         scope.setdefault("state", {})["request_id"] = request_id
@@ -93,16 +94,7 @@ class RequestContext:
             if too_big:
                 await self._too_large(send, request_id)
             else:
-                replayed = False
-
-                async def replay() -> Message:
-                    nonlocal replayed
-                    if not replayed:
-                        replayed = True
-                        return {"type": "http.request", "body": bytes(body), "more_body": False}
-                    return await receive()
-
-                await self.app(scope, replay, send)
+                await self.app(scope, replay(bytes(body), receive), send)
         else:
             await self.app(scope, receive, send)
 

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import HTTPException, Request, status
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sepsis_api.api.asgi import headers_of
 from sepsis_api.api.errors import error_body, send_json
 
 UNAUTHORIZED = (
@@ -57,7 +58,7 @@ class RequireAPIKey:
             if not allowed:
                 state["caller"] = "anonymous"
             else:
-                given = _presented_key(dict(scope["headers"])) or b""
+                given = _presented_key(headers_of(scope)) or b""
                 found = None
                 for key, key_id in allowed:  # always compare against every key
                     if hmac.compare_digest(given, key):
