@@ -38,6 +38,7 @@ test: $(VENV)/.installed-dev
 	bash scripts/ensure-test-tools.sh
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 bench: $(VENV)/.installed-dev
@@ -47,6 +48,7 @@ bench: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/lint-imports
 
 # Retrain the shipped default model from the data set (see README, "The shipped model").
 train-default: $(VENV)/.installed

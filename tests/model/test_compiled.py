@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sepsis_api.ml.compiled import CompiledModel, compile_pipeline
+from sepsis_api.ml.compiled import CompiledModel
 from sepsis_api.ml.data import load_table
+from sepsis_api.ml.flatten import compile_pipeline
 from sepsis_api.ml.store import ModelVersion
 from sepsis_api.schema import FEATURES, ZERO_MISSING_INDEX
 

@@ -73,8 +73,8 @@ def test_same_seed_gives_identical_models(train_csv, small_version):
     again = train(train_csv, seed=7, n_repeats=1, n_jobs=1)  # other worker count, same seed
     assert again.version == small_version.version
     assert again.default == small_version.default_model
-    from sepsis_api.ml.compiled import compile_pipeline
     from sepsis_api.ml.data import load_table
+    from sepsis_api.ml.flatten import compile_pipeline
 
     X = load_table(train_csv).X
     for name, result in again.candidates.items():

@@ -17,7 +17,7 @@ import skops.io as sio
 
 from sepsis_api import __version__
 from sepsis_api.ml import evaluate as ev
-from sepsis_api.ml.compiled import compile_pipeline
+from sepsis_api.ml.flatten import compile_pipeline
 from sepsis_api.ml.report import write_model_card, write_report
 from sepsis_api.ml.store import CARD, CARD_FORMAT, sha256_of
 from sepsis_api.ml.train import TrainingRun
