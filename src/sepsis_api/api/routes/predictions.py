@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
+from pydantic import BeforeValidator
+from pydantic_core import PydanticCustomError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
@@ -16,6 +19,42 @@ from sepsis_api.api.security import caller_id
 from sepsis_api.db.audit import HistoryFilter
 
 router = APIRouter(prefix="/v1", tags=["history"], dependencies=[Depends(caller_id)])
+
+# RFC 3339 section 5.6 `date-time`, what the OpenAPI `format: date-time` promises: a full date,
+# "T", a time with seconds and an optional fraction, and a UTC offset ("Z" or +hh:mm/-hh:mm).
+# T and Z may be lower case (RFC 3339 allows it). The offset is required: a time without one
+# names no instant (the server's zone is not the caller's), so it is refused, not guessed. A
+# number (Unix time), a date alone, a space for "T" or other ISO 8601 forms are refused too.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"  # full-date
+    r"[Tt][0-9]{2}:[0-9]{2}:([0-9]{2})(\.[0-9]+)?"  # "T" partial-time (group 1: the second)
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"  # time-offset
+)
+RFC3339_EXPECTED = (
+    "an RFC 3339 date-time, e.g. 2026-11-01T08:00:00Z (with its time zone offset: Z or +hh:mm)"
+)
+
+
+def _rfc3339(value: object) -> datetime | None:
+    """An RFC 3339 date-time string as an aware datetime in UTC; anything else is a 422."""
+    if value is None:
+        return None
+    m = _RFC3339.fullmatch(value) if isinstance(value, str) else None
+    if m is None:
+        raise PydanticCustomError("rfc3339_date_time", f"Input should be {RFC3339_EXPECTED}")
+    text = value.upper()
+    if m[1] == "60":  # a leap second, which datetime cannot hold: read as the second before it
+        text = text[: m.start(1)] + "59" + text[m.end(1) :]
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC)
+    except (ValueError, OverflowError):  # e.g. month 13, or 0001-01-01T00:00:00+01:00 in UTC
+        raise PydanticCustomError(
+            "rfc3339_date_time",
+            f"Input should be {RFC3339_EXPECTED}, a real one within the years 1 to 9999 in UTC",
+        ) from None
+
+
+DateTimeQuery = BeforeValidator(_rfc3339)
 
 
 def _record(r: dict[str, Any]) -> dict[str, Any]:
@@ -64,24 +103,21 @@ async def list_predictions(
     label: Annotated[Literal["Positive", "Negative"] | None, Query()] = None,
     model: Annotated[str | None, Query(max_length=64, description="Model name.")] = None,
     model_version: Annotated[str | None, Query(max_length=64)] = None,
-    since: Annotated[datetime | None, Query(description="Created at or after (ISO 8601).")] = None,
-    until: Annotated[datetime | None, Query(description="Created before (ISO 8601).")] = None,
+    since: Annotated[
+        datetime | None,
+        DateTimeQuery,
+        Query(
+            description="Created at or after this RFC 3339 date-time, e.g. 2026-11-01T08:00:00Z."
+        ),
+    ] = None,
+    until: Annotated[
+        datetime | None,
+        DateTimeQuery,
+        Query(
+            description="Created before this RFC 3339 date-time, e.g. 2026-11-02T08:00:00+01:00."
+        ),
+    ] = None,
 ) -> Response:
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
-            raise APIError(
-                422,
-                f"{name} needs a time zone",
-                [
-                    {
-                        "field": name,
-                        "row": None,
-                        "value": value.isoformat(),
-                        "expected": "an ISO 8601 time with a zone, e.g. 2026-11-26T12:00:00Z",
-                        "message": f"{name}: no time zone",
-                    }
-                ],
-            )
     flt = HistoryFilter(
         patient_id=patient_id,
         label=label,
