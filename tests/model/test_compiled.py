@@ -38,7 +38,9 @@ def test_parity_with_scikit_learn_on_every_data_row(which, request, train_csv, t
     for name in version.model_names:
         reference = version.load_sklearn(name).predict_proba(X)[:, 1]
         fast = version.load_compiled(name).predict_proba(X)
-        assert np.max(np.abs(fast - reference)) <= 1e-6, name
+        gap = np.max(np.abs(fast - reference))
+        # measured: at most ~4e-16 (the linear model), the tree ensembles exactly 0
+        assert gap <= 1e-14, f"{name}: max |compiled - scikit-learn| = {gap:.3g}"
         # the single-row path (serial kernel) gives the same numbers as the batch path
         one_by_one = np.array([version.load_compiled(name).predict_proba(x)[0] for x in X[:50]])
         np.testing.assert_allclose(one_by_one, fast[:50], rtol=0, atol=1e-12)
