@@ -20,6 +20,10 @@ from sepsis_api.schema import FEATURES, LABEL_NEGATIVE, LABEL_POSITIVE
 _EPS = 1e-12
 
 
+_BANDS = np.array(["low", "moderate", "high"], dtype=object)  # Python strings: no conversion
+_LABELS = np.array([LABEL_NEGATIVE, LABEL_POSITIVE], dtype=object)
+
+
 @dataclass(frozen=True)
 class RiskBands:
     """low: p < moderate_from; moderate: moderate_from <= p < high_from; high: p >= high_from."""
@@ -28,9 +32,8 @@ class RiskBands:
     high_from: float
 
     def band(self, p: np.ndarray) -> np.ndarray:
-        return np.where(
-            p >= self.high_from, "high", np.where(p >= self.moderate_from, "moderate", "low")
-        )
+        cuts = np.array([self.moderate_from, self.high_from])
+        return _BANDS[np.searchsorted(cuts, p, side="right")]
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ class Scores:
 
     @property
     def label(self) -> np.ndarray:
-        return np.where(self.positive, LABEL_POSITIVE, LABEL_NEGATIVE)
+        return _LABELS[self.positive.view(np.int8)]
 
     @property
     def band(self) -> np.ndarray:
