@@ -51,7 +51,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/lint-imports
 
 # Retrain the shipped default model from the data set (see README, "The shipped model").
-train-default: $(VENV)/.installed
+train-default: $(VENV)/.installed-dev
 	$(BIN)/sepsis-api train --data $(DATA)/Paitients_Files_Train.csv \
 		--out src/sepsis_api/models --set-default
 
