@@ -6,12 +6,11 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 import httpx
 
 from factories import PATIENT
-from server import ServerProcess
+from server import ServerProcess, wait_for
 
 ADMIN = "ops:" + "a" * 24
 ADMIN_HEADERS = {"Authorization": "Bearer " + "a" * 24}
@@ -84,13 +83,14 @@ def test_switch_under_load_fails_no_request_and_a_second_server_follows(
         for w in workers:
             w.start()
 
-        def wait_until(condition, seconds: float = 60) -> None:
-            end = time.monotonic() + seconds
-            while not condition() and time.monotonic() < end and not failures:
-                time.sleep(0.05)
+        def wait_until(condition, what: str) -> None:  # a failed request ends the wait early
+            wait_for(lambda: failures or condition(), what, timeout=60)
+
+        def serves_the_new_version(srv: ServerProcess) -> bool:
+            return httpx.get(srv.url + "/v1/models").json()["version"] == small_version.version
 
         try:
-            wait_until(lambda: len(versions) >= 200)
+            wait_until(lambda: len(versions) >= 200, "200 predictions before the switch")
             r = httpx.post(
                 one.url + "/v1/admin/activate",
                 headers=ADMIN_HEADERS,
@@ -98,9 +98,10 @@ def test_switch_under_load_fails_no_request_and_a_second_server_follows(
                 timeout=60,
             )
             assert r.status_code == 200, r.text
-            time.sleep(2)  # > 3 poll intervals: the second server has switched by now
+            for srv in (one, two):  # the second follows on its next poll of the registry
+                wait_until(lambda srv=srv: serves_the_new_version(srv), f"{srv.url} to switch")
             seen = len(versions)
-            wait_until(lambda: len(versions) >= seen + 300)
+            wait_until(lambda: len(versions) >= seen + 300, "300 predictions after the switch")
         finally:
             stop.set()
             for w in workers:

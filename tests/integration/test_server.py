@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 
@@ -30,11 +29,17 @@ def test_live_server_answers_predict_batch_and_history(live_server):
 def test_server_with_keys_refuses_anonymous_callers(tmp_path):
     key = "k" * 24
     with ServerProcess(tmp_path, env={"SEPSIS_API_KEYS": f"ward:{key}"}) as srv:
-        assert httpx.post(srv.url + "/v1/predict", json=PATIENT).status_code == 401
+        anonymous = httpx.post(
+            srv.url + "/v1/predict", json=PATIENT, headers={"X-Request-ID": "k-1"}
+        )
+        assert anonymous.status_code == 401
         ok = httpx.post(
-            srv.url + "/v1/predict", json=PATIENT, headers={"Authorization": f"Bearer {key}"}
+            srv.url + "/v1/predict",
+            json=PATIENT,
+            headers={"Authorization": f"Bearer {key}", "X-Request-ID": "k-2"},
         )
         assert ok.status_code == 200
+        srv.wait_for_access("k-1", "k-2")  # both requests are in the log by now
         assert key not in srv.log()  # keys are never logged
 
 
@@ -62,8 +67,6 @@ def test_public_bind_without_keys_is_refused():
 
 
 def test_one_json_access_line_per_request_without_keys_or_patient_values(tmp_path):
-    import json
-
     key = "s" * 24
     with ServerProcess(tmp_path, env={"SEPSIS_API_KEYS": f"ehr:{key}"}) as srv:
         auth = {"X-API-Key": key, "X-Request-ID": "acc-1"}
@@ -76,13 +79,14 @@ def test_one_json_access_line_per_request_without_keys_or_patient_values(tmp_pat
             ).status_code
             == 422
         )
-        lines = [json.loads(line) for line in srv.log().splitlines() if line.startswith("{")]
-    by_id = {line["request_id"]: line for line in lines}
+        by_id = srv.wait_for_access("acc-1", "acc-2")
+    logged = srv.log()  # the whole run, shutdown included
+    ids = [line["request_id"] for line in srv.access_lines()]
+    assert ids.count("acc-1") == ids.count("acc-2") == 1
     ok, bad = by_id["acc-1"], by_id["acc-2"]
     assert ok["route"] == "/v1/predict" and ok["status"] == 200 and ok["caller"] == "ehr"
     assert ok["model_version"] and ok["latency_ms"] > 0 and ok["time"].endswith("+00:00")
     assert bad["status"] == 422
-    logged = srv.log()
     assert key not in logged
     assert "ICU200010" not in logged and "0.627" not in logged  # no patient values at INFO
 
@@ -117,12 +121,13 @@ def test_sigterm_lets_an_in_flight_request_finish_and_commit(tmp_path):
     assert half_sent.wait(30)
     assert srv.proc is not None
     srv.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.3)  # the server is shutting down, the request still arriving
-    resume.set()
+    try:  # the server is shutting down while the request is still arriving
+        srv.wait_for_log("Waiting for connections to close", timeout=60)
+    finally:
+        resume.set()
     sender.join(120)
     assert srv.proc.wait(60) in (0, -signal.SIGTERM)
     assert result == {"status": 200, "count": 20_000}
-    assert "Waiting for connections to close" in srv.log()  # it was still in flight
     with ServerProcess(tmp_path) as again:  # and every row of it was committed
         page = httpx.get(again.url + "/v1/predictions", params={"limit": 1}).json()
         assert page["items"][0]["patient_id"] == "T19999"
