@@ -6,13 +6,16 @@ Three targets, each a real server process on 127.0.0.1 (a free port), started an
                  project's Patient model and returns a constant JSON object (the ceiling;
                  start-up objects frozen out of full GC passes, as in the real server)
   (b) predict    `sepsis-api serve --workers 1`, POST /v1/predict (default model, audit log on:
-                 SQLite in a temporary directory)
-  (c) all        the same server, POST /v1/predict?model=all
+                 SQLite in a temporary directory), twice: a server with the default
+                 SEPSIS_API_SQLITE_SYNCHRONOUS, and a second one (its own database) with the
+                 other level (NORMAL: sync at checkpoints; FULL: sync every commit)
+  (c) all        the first server, POST /v1/predict?model=all
 
 Each target runs at concurrency 1, 16 and 64 for --duration seconds after a 1 s warm-up. The
 table gives requests/s, p50 and p99 latency, errors, and ratios against (a) at the same
-concurrency. Then one JSON call to POST /v1/predict/batch with 10,000 patients is timed. This is
-not a test: it asserts nothing. Needs `wrk` (scripts/ensure-test-tools.sh installs it).
+concurrency. Then one JSON call to POST /v1/predict/batch with 10,000 patients is timed on each
+sepsis-api server. This is not a test: it asserts nothing. Needs `wrk`
+(scripts/ensure-test-tools.sh installs it).
 
     python benchmarks/bench_http.py [--duration 10]
 """
@@ -50,6 +53,7 @@ WARMUP_S = 1
 READY_TIMEOUT_S = 120.0
 BATCH_ROWS = 10_000
 BATCH_CALLS = 5
+SYNCHRONOUS = ("NORMAL", "FULL")  # SEPSIS_API_SQLITE_SYNCHRONOUS levels, one (b) run each
 PATIENT = {
     "ID": "B1",
     "PRG": 6,
@@ -289,6 +293,13 @@ class Row:
     result: WrkResult
 
 
+@dataclass
+class BatchRow:
+    target: str
+    client_ms: float  # median over the timed calls
+    server_ms: float  # median from /metrics; NaN when it was not available
+
+
 def _version(dist: str) -> str:
     try:
         return importlib.metadata.version(dist)
@@ -355,18 +366,18 @@ def _ratio(x: float, base: float) -> str:
     return f"{x / base:.2f}x" if base > 0 else "n/a"
 
 
-def print_table(rows: list[Row]) -> None:
+def print_table(rows: list[Row], batches: list[BatchRow]) -> None:
     base = {r.concurrency: r.result for r in rows if r.target.startswith("(a)")}
     head = (
-        f"{'target':<24} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'target':<32} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'errors':>6} {'req/s vs (a)':>12} {'p99 vs (a)':>10}"
     )
     print(head)
     print("-" * len(head))
-    for r in rows:
+    for r in sorted(rows, key=lambda r: r.target[:3]):  # (a), (b)s, (c); stable within each
         w, b = r.result, base.get(r.concurrency)
         print(
-            f"{r.target:<24} {r.concurrency:>4} {w.rps:>9,.0f} {w.p50_ms:>8.2f} "
+            f"{r.target:<32} {r.concurrency:>4} {w.rps:>9,.0f} {w.p50_ms:>8.2f} "
             f"{w.p99_ms:>8.2f} {w.errors:>6} "
             f"{_ratio(w.rps, b.rps) if b else 'n/a':>12} "
             f"{_ratio(w.p99_ms, b.p99_ms) if b else 'n/a':>10}"
@@ -377,6 +388,10 @@ def print_table(rows: list[Row]) -> None:
                 f"  {r.target} c={r.concurrency}: non-2xx {r.result.non2xx}, socket errors "
                 f"{r.result.socket_errors}"
             )
+    print(f"\n{BATCH_ROWS:,} patients in one JSON batch call (median of {BATCH_CALLS} calls):")
+    for b in batches:
+        server = "n/a" if b.server_ms != b.server_ms else f"{b.server_ms:,.0f} ms"
+        print(f"  {b.target:<30} server {server:>8}, client {b.client_ms:,.0f} ms")
 
 
 # -- the runs ----------------------------------------------------------------------------------
@@ -443,13 +458,14 @@ def server_seconds(port: int, route: str) -> tuple[float, float]:
     return found["sum"], found["count"]
 
 
-def measure_batch(port: int) -> tuple[int, int]:
-    """Time POST /v1/predict/batch with BATCH_ROWS patients; return (calls, rows recorded)."""
+def measure_batch(port: int, label: str) -> tuple[int, int, BatchRow]:
+    """Time POST /v1/predict/batch with BATCH_ROWS patients; return (calls, rows recorded,
+    the medians)."""
     body = batch_body(BATCH_ROWS)
     headers = {"Content-Type": "application/json"}
     route = "/v1/predict/batch"
     print(
-        f"\n== batch: POST {route}, {BATCH_ROWS:,} patients in one JSON call "
+        f"\n== batch ({label}): POST {route}, {BATCH_ROWS:,} patients in one JSON call "
         f"({len(body) / 1e6:.2f} MB), 1 warm-up + {BATCH_CALLS} timed calls ==",
         flush=True,
     )
@@ -479,6 +495,7 @@ def measure_batch(port: int) -> tuple[int, int]:
         f"client (request sent .. last byte of the {len(reply) / 1e6:.2f} MB reply): median "
         f"{med * 1e3:,.0f} ms = {BATCH_ROWS / med:,.0f} patients/s  (calls: {each} ms)"
     )
+    smed = float("nan")
     if len(server) == len(client):
         smed = statistics.median(server)
         each = ", ".join(f"{t * 1e3:,.0f}" for t in server)
@@ -493,7 +510,7 @@ def measure_batch(port: int) -> tuple[int, int]:
             "server time: not available from /metrics; the client time above is an upper "
             "bound for it (loopback, so transfer time is small)"
         )
-    return calls, calls * BATCH_ROWS
+    return calls, calls * BATCH_ROWS, BatchRow(label, med * 1e3, smed * 1e3)
 
 
 def sepsis_api_cmd() -> list[str]:
@@ -507,6 +524,93 @@ def server_env(data_dir: Path) -> dict[str, str]:
     env["SEPSIS_API_DATA_DIR"] = str(data_dir)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def default_synchronous() -> str:
+    """The server's SEPSIS_API_SQLITE_SYNCHRONOUS when it is not set."""
+    from sepsis_api.config import Settings
+
+    return str(Settings.model_fields["sqlite_synchronous"].default)
+
+
+def measure_sepsis_api(
+    tmp: Path,
+    synchronous: str,
+    *,
+    default: bool,
+    body_file: Path,
+    seconds: int,
+    rows: list[Row],
+) -> BatchRow:
+    """(b) and the batch call on one `sepsis-api serve` process with its own SQLite audit log
+    at ``synchronous`` (left unset when it is the ``default``); (c) too on the default one.
+    Every 2xx is checked against the audit database."""
+    name = f"sepsis-api-{synchronous.lower()}"
+    env = server_env(tmp / name)
+    if not default:
+        env["SEPSIS_API_SQLITE_SYNCHRONOUS"] = synchronous
+    level = f"synchronous={synchronous}"
+    port = free_port()
+    cmd = [*sepsis_api_cmd(), "serve", "--host", HOST, "--port", str(port), "--workers", "1"]
+    db = tmp / name / "audit.db"
+    with Server(name, cmd, port, env, tmp, "/readyz") as srv:
+        info = json.loads(request(port, "GET", "/")[1])
+        n_models = len(info["models"])
+        print(
+            f"\n{name} pid {srv.proc.pid if srv.proc else '?'} on port {port}: "
+            f"{srv.loaded()}; {level}{' (the default)' if default else ''}; model version "
+            f"{info['model_version']}, default {info['default_model']}, models "
+            f"{', '.join(info['models'])}; audit log {db}",
+            flush=True,
+        )
+        expected = 0  # audit rows implied by every 2xx that wrk or we counted
+
+        def audit_check(per_request: int) -> OnRun:
+            def check(result: WrkResult, c: int, before: int | None) -> int:
+                nonlocal expected
+                expected += result.ok * per_request
+                now = settled_rows(db)
+                if before is not None:
+                    added, want = now - before, result.ok * per_request
+                    verdict = (
+                        "OK"
+                        if 0 <= added - want <= c * per_request
+                        else "MISSING ROWS"
+                        if added < want
+                        else "more than in flight"
+                    )
+                    print(
+                        f"    audit: +{added:,} rows for {result.ok:,} 2xx x "
+                        f"{per_request} = {want:,}; {added - want:+,} (requests still in "
+                        f"flight when wrk stopped, at most {c * per_request}): {verdict}",
+                        flush=True,
+                    )
+                return now
+
+            return check
+
+        measure(
+            f"(b) predict, {level}", port, "/v1/predict", body_file, seconds, rows, audit_check(1)
+        )
+        if default:
+            measure(
+                "(c) predict?model=all",
+                port,
+                "/v1/predict?model=all",
+                body_file,
+                seconds,
+                rows,
+                audit_check(n_models),
+            )
+        _, batch_rows, batch = measure_batch(port, level)
+        expected += batch_rows
+        total = settled_rows(db)
+        print(
+            f"\naudit DB holds {total:,} rows; 2xx responses counted by the clients "
+            f"(warm-ups and batch included) imply {expected:,}; the {total - expected:+,} "
+            f"are requests that completed after wrk stopped counting"
+        )
+    return batch
 
 
 def _terminate(signum: int, _frame: object) -> None:
@@ -541,11 +645,12 @@ def main() -> int:
     )
     print(f"body: {json.dumps(PATIENT, separators=(',', ':'))}\n", flush=True)
     rows: list[Row] = []
+    batches: list[BatchRow] = []
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp_name:
         tmp = Path(tmp_name)
         body_file = tmp / "patient.json"
         body_file.write_bytes(json.dumps(PATIENT, separators=(",", ":")).encode())
-        env = server_env(tmp / "data")
+        env = server_env(tmp / "data-baseline")
 
         # (a) the ceiling
         base_cmd = [sys.executable, str(HERE / "baseline_app.py"), "--host", HOST, "--port"]
@@ -558,69 +663,23 @@ def main() -> int:
             )
             measure("(a) baseline", port, "/v1/predict", body_file, args.duration, rows)
 
-        # (b), (c) and the batch call: one sepsis-api server
-        port = free_port()
-        cmd = [*sepsis_api_cmd(), "serve", "--host", HOST, "--port", str(port), "--workers", "1"]
-        db = tmp / "data" / "audit.db"
-        with Server("sepsis-api", cmd, port, env, tmp, "/readyz") as srv:
-            info = json.loads(request(port, "GET", "/")[1])
-            n_models = len(info["models"])
-            print(
-                f"\nsepsis-api pid {srv.proc.pid if srv.proc else '?'} on port {port}: "
-                f"{srv.loaded()}; model version {info['model_version']}, default "
-                f"{info['default_model']}, models {', '.join(info['models'])}; audit log "
-                f"{db}",
-                flush=True,
-            )
-            expected = 0  # audit rows implied by every 2xx that wrk or we counted
-
-            def audit_check(per_request: int) -> OnRun:
-                def check(result: WrkResult, c: int, before: int | None) -> int:
-                    nonlocal expected
-                    expected += result.ok * per_request
-                    now = settled_rows(db)
-                    if before is not None:
-                        added, want = now - before, result.ok * per_request
-                        verdict = (
-                            "OK"
-                            if 0 <= added - want <= c * per_request
-                            else "MISSING ROWS"
-                            if added < want
-                            else "more than in flight"
-                        )
-                        print(
-                            f"    audit: +{added:,} rows for {result.ok:,} 2xx x "
-                            f"{per_request} = {want:,}; {added - want:+,} (requests still in "
-                            f"flight when wrk stopped, at most {c * per_request}): {verdict}",
-                            flush=True,
-                        )
-                    return now
-
-                return check
-
-            measure(
-                "(b) predict", port, "/v1/predict", body_file, args.duration, rows, audit_check(1)
-            )
-            measure(
-                "(c) predict?model=all",
-                port,
-                "/v1/predict?model=all",
-                body_file,
-                args.duration,
-                rows,
-                audit_check(n_models),
-            )
-            _, batch_rows = measure_batch(port)
-            expected += batch_rows
-            total = settled_rows(db)
-            print(
-                f"\naudit DB holds {total:,} rows; 2xx responses counted by the clients "
-                f"(warm-ups and batch included) imply {expected:,}; the {total - expected:+,} "
-                f"are requests that completed after wrk stopped counting"
+        # (b), (c) and the batch call on a server with the default synchronous level; then
+        # (b) and the batch call again on a second server with the other level.
+        default = default_synchronous()
+        for level in sorted(SYNCHRONOUS, key=lambda level: level != default):
+            batches.append(
+                measure_sepsis_api(
+                    tmp,
+                    level,
+                    default=level == default,
+                    body_file=body_file,
+                    seconds=args.duration,
+                    rows=rows,
+                )
             )
 
     print("\n== results (higher req/s ratio is better, lower p99 ratio is better) ==")
-    print_table(rows)
+    print_table(rows, batches)
     print(f"load average after: {_load()}")
     return 0
 

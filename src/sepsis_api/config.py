@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SqliteSynchronous = Literal["NORMAL", "FULL"]  # SQLite's PRAGMA synchronous for the audit log
 
 
 class Settings(BaseSettings):
@@ -38,6 +41,18 @@ class Settings(BaseSettings):
         default=True,
         description="Apply pending migrations at start-up; when false, a database whose schema "
         "is behind makes the server refuse to start.",
+    )
+    sqlite_synchronous: SqliteSynchronous = Field(
+        default="NORMAL",
+        description="SQLite's PRAGMA synchronous for the audit log (WAL): NORMAL syncs at "
+        "checkpoints only (a power cut can lose the last commits, never corrupt the file); FULL "
+        "syncs every commit (durable when the reply is sent, slower).",
+    )
+    audit_wait_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Longest time a request waits for its audit rows to be committed before "
+        "answering 503.",
     )
     api_keys: str | None = Field(
         default=None,

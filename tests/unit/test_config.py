@@ -26,6 +26,8 @@ def test_every_setting_is_read_from_its_documented_variable(monkeypatch):
         "data_dir": "/d",
         "database_url": "sqlite:///x.db",
         "db_auto_upgrade": "false",
+        "sqlite_synchronous": "FULL",
+        "audit_wait_seconds": "0.5",
         "api_keys": "a:" + "k" * 16,
         "api_keys_file": "/keys",
         "admin_keys": "ops:" + "o" * 16,

@@ -1,7 +1,7 @@
 """Scoring plus audit: what every predict route does.
 
 Scoring one patient takes microseconds and runs on the event loop; its audit rows are committed
-on the loop with an SQLite file (db/writer.py, LoopWriter) or by the group-commit writer thread.
+on the loop with an SQLite file (db/loop_writer.py) or by the group-commit writer thread.
 A batch is validated and scored chunk by chunk in a worker thread while the writer thread
 inserts the chunks before. An estimate is returned only after its rows are committed.
 """
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -22,7 +23,9 @@ from starlette.concurrency import run_in_threadpool
 from sepsis_api.api.errors import APIError
 from sepsis_api.api.metrics import Metrics
 from sepsis_api.db.audit import AuditLog
-from sepsis_api.db.writer import AuditWriter, LoopWriter, RowStream
+from sepsis_api.db.group_commit import AuditWriter, WriterStopped
+from sepsis_api.db.loop_writer import LoopWriter
+from sepsis_api.db.row_stream import RowStream
 from sepsis_api.ids import new_id, new_ids
 from sepsis_api.ml.scoring import Predictor, ServedModel, UnknownModel, resolve, score
 from sepsis_api.ml.store import Registry
@@ -39,6 +42,7 @@ class Service:
     writer: AuditWriter
     metrics: Metrics
     loop_writer: LoopWriter | None = None  # SQLite file: single predictions commit on the loop
+    audit_wait_seconds: float = 5.0  # longest wait for the writer thread, then a 503
 
     async def switch_to(self, registry: Registry, version: str) -> Predictor:
         """Load and verify ``version`` off the loop, then serve it from the next request on.
@@ -62,23 +66,40 @@ class Service:
 
     async def commit(self, rows: list[Any]) -> None:
         """Wait until the rows (``audit.insert.params``) are committed; an unreachable
-        database is a 503."""
-        if self.loop_writer is not None:
-            await self._committed(self.loop_writer.commit(rows), len(rows))
+        database, a stopped writer thread or no commit within ``audit_wait_seconds`` is a 503.
+        The loop writer's own commit is not timed, only its hand-over to the thread."""
+        loop_writer, wait = self.loop_writer, self.audit_wait_seconds
+        if loop_writer is not None:
+            await self._committed(lambda: loop_writer.commit(rows, wait), len(rows))
         else:
-            await self._committed(asyncio.wrap_future(self.writer.submit(rows)), len(rows))
+            await self._committed(lambda: self.writer.submit(rows), len(rows))
 
-    async def _committed(self, done: Awaitable[None], n: int) -> None:
+    async def _committed(self, start: Callable[[], Awaitable[None] | Future[None]], n: int) -> None:
+        """Start a commit and wait for it. A future of the writer thread is awaited at most
+        ``audit_wait_seconds`` (shielded: giving up leaves the thread's future alone); an
+        awaitable bounds its own waits on the thread."""
         try:
-            await done
+            done = start()
+            if isinstance(done, Future):
+                handed = asyncio.shield(asyncio.wrap_future(done))
+                await asyncio.wait_for(handed, self.audit_wait_seconds)
+            else:
+                await done
         except SQLAlchemyError as e:
-            self.metrics.audit_failures.inc(n)
-            raise APIError(
-                503,
-                "the audit database is unavailable, so no estimate was returned; "
-                f"retry later ({type(e).__name__})",
-                headers={"Retry-After": "5"},
-            ) from None
+            reason, cause = "the audit database is unavailable", f" ({type(e).__name__})"
+        except WriterStopped as e:
+            reason, cause = str(e), ""
+        except TimeoutError:
+            wait = self.audit_wait_seconds
+            reason, cause = f"the audit log did not confirm the commit within {wait:g} s", ""
+        else:
+            return
+        self.metrics.audit_failures.inc(n)
+        raise APIError(
+            503,
+            f"{reason}, so no estimate was returned; retry later{cause}",
+            headers={"Retry-After": "5"},
+        )
 
     async def predict_one(
         self,
@@ -150,7 +171,7 @@ class Service:
         except BaseException:
             stream.abort()
             raise
-        await self._committed(asyncio.wrap_future(stream.future), len(patients))
+        await self._committed(lambda: stream.future, len(patients))
         self.metrics.count(model.name, model.version, labels, bands)
         self.metrics.batch_size.observe(len(patients))
         return reply

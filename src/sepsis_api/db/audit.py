@@ -187,7 +187,9 @@ class SchemaBehind(RuntimeError):
 def open_audit(settings: Settings, *, background_checkpoints: bool = False) -> AuditLog:
     """Connect to the audit database and make sure its schema is current."""
     engine = make_engine(
-        settings.effective_database_url, background_checkpoints=background_checkpoints
+        settings.effective_database_url,
+        background_checkpoints=background_checkpoints,
+        synchronous=settings.sqlite_synchronous,
     )
     if settings.db_auto_upgrade:
         migrate.upgrade(engine)

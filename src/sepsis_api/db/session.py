@@ -9,11 +9,16 @@ import orjson
 from sqlalchemy import URL, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from sepsis_api.config import SqliteSynchronous
 
-def make_engine(url: str, *, background_checkpoints: bool = False) -> Engine:
+
+def make_engine(
+    url: str, *, background_checkpoints: bool = False, synchronous: SqliteSynchronous = "NORMAL"
+) -> Engine:
     """An engine for the audit database. With ``background_checkpoints`` SQLite never copies
     its WAL back into the database file on a commit; the caller runs ``PRAGMA wal_checkpoint``
-    off the request path instead (the server's Checkpointer thread does)."""
+    off the request path instead (the server's Checkpointer thread does). ``synchronous`` is
+    SQLite's PRAGMA synchronous for every connection (see ``sqlite_pragmas``)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if path := sqlite_file(parsed):
@@ -23,9 +28,12 @@ def make_engine(url: str, *, background_checkpoints: bool = False) -> Engine:
         )
 
         @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _record) -> None:
+        def _pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
             sqlite_pragmas(
-                dbapi_conn, busy_timeout_ms=30_000, background_checkpoints=background_checkpoints
+                dbapi_conn,
+                busy_timeout_ms=30_000,
+                background_checkpoints=background_checkpoints,
+                synchronous=synchronous,
             )
 
         return engine
@@ -48,11 +56,19 @@ def sqlite_file(url: URL | str) -> str | None:
 
 
 def sqlite_pragmas(
-    conn: sqlite3.Connection, *, busy_timeout_ms: int, background_checkpoints: bool
+    conn: sqlite3.Connection,
+    *,
+    busy_timeout_ms: int,
+    background_checkpoints: bool,
+    synchronous: SqliteSynchronous,
 ) -> None:
     """The settings of every SQLite connection to the audit log. WAL: readers never block the
-    writer; NORMAL: a commit appends to the log without a sync (durable at checkpoints)."""
-    pragmas = ["journal_mode=WAL", "synchronous=NORMAL", f"busy_timeout={busy_timeout_ms}"]
+    writer; synchronous NORMAL: a commit appends to the log without a sync (durable at the next
+    checkpoint; a power cut can lose the last commits, never corrupt the file); FULL: every
+    commit syncs the log (durable on return, at the cost of a sync a commit)."""
+    if synchronous not in ("NORMAL", "FULL"):
+        raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+    pragmas = ["journal_mode=WAL", f"synchronous={synchronous}", f"busy_timeout={busy_timeout_ms}"]
     if background_checkpoints:
         pragmas.append("wal_autocheckpoint=0")
     for pragma in pragmas:

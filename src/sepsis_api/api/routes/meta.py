@@ -14,6 +14,7 @@ from sepsis_api import __version__
 from sepsis_api.api.errors import json_response
 from sepsis_api.api.schemas import FeaturesResponse
 from sepsis_api.api.security import caller_id
+from sepsis_api.db.group_commit import WriterStopped
 from sepsis_api.schema import FEATURES, NOT_A_DEVICE, PROVENANCE
 
 router = APIRouter(tags=["service"])
@@ -72,13 +73,16 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Readiness: model loaded and audit database answering",
+    summary="Readiness: model loaded, audit writer thread running, audit database answering",
     responses={503: {"description": "Not ready; `reason` says why."}},
 )
 async def readyz(request: Request) -> Response:
     svc = getattr(request.app.state, "service", None)
     if svc is None:
         return json_response({"status": "not ready", "reason": "model not loaded"}, 503)
+    if not svc.writer.alive:
+        reason = f"{WriterStopped()}; restart the server"
+        return json_response({"status": "not ready", "reason": reason}, 503)
     try:
         await run_in_threadpool(svc.audit.ping)
     except SQLAlchemyError as e:
