@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -19,6 +20,7 @@ from sepsis_api.api.security import caller_id
 from sepsis_api.db.audit import HistoryFilter
 
 router = APIRouter(prefix="/v1", tags=["history"], dependencies=[Depends(caller_id)])
+T = TypeVar("T")
 
 # RFC 3339 section 5.6 `date-time`, what the OpenAPI `format: date-time` promises: a full date,
 # "T", a time with seconds and an optional fraction, and a UTC offset ("Z" or +hh:mm/-hh:mm).
@@ -39,8 +41,7 @@ def _rfc3339(value: object) -> datetime | None:
     """An RFC 3339 date-time string as an aware datetime in UTC; anything else is a 422."""
     if value is None:
         return None
-    m = _RFC3339.fullmatch(value) if isinstance(value, str) else None
-    if m is None:
+    if not isinstance(value, str) or (m := _RFC3339.fullmatch(value)) is None:
         raise PydanticCustomError("rfc3339_date_time", f"Input should be {RFC3339_EXPECTED}")
     text = value.upper()
     if m[1] == "60":  # a leap second, which datetime cannot hold: read as the second before it
@@ -76,7 +77,7 @@ def _record(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _read(fn, *args, **kwargs):
+async def _read(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     try:
         return await run_in_threadpool(fn, *args, **kwargs)
     except SQLAlchemyError as e:
