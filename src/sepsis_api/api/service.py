@@ -135,8 +135,8 @@ class Service:
                     "model_version": m.version,
                     "probability": float(scores.probability[0]),
                     "threshold": m.threshold,
-                    "label": str(scores.label[0]),
-                    "risk_band": str(scores.band[0]),
+                    "label": scores.label[0],
+                    "risk_band": scores.band[0],
                     "contributions": contributions,
                 }
             )
