@@ -5,7 +5,7 @@ A fitted scikit-learn pipeline (zeros -> missing -> impute [-> scale] -> LR / RF
 ``np.savez`` and loaded with ``allow_pickle=False``: loading never executes code. Scoring is
 numpy for the linear model and a numba kernel for tree ensembles (no Python loop over trees).
 Its probabilities match scikit-learn's within 1e-14 on every row of the data set and on 5,000
-random patients (asserted by tests/model/test_compiled.py).
+random patients (asserted by tests/ml/test_compiled.py).
 
 Tree parity detail: scikit-learn compares float32 inputs with float64 thresholds. For a
 float32 ``x``, ``x <= t`` equals ``x <= t32`` where ``t32`` is the largest float32 not above

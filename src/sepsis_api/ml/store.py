@@ -36,7 +36,7 @@ DEFAULT_POINTER = "DEFAULT"  # a text file in a registry root naming its default
 # ZeroAsMissing, numpy.dtype, the two calibration internals, StratifiedKFold (the calibrator's
 # cv) and Tree. The others skops 0.16 trusts by default; they are listed so loading does not
 # lean on one skops version's defaults. Every entry occurs in the shipped or a freshly trained
-# version and every type those need is here (tests/model/test_trusted_types.py). Nothing here
+# version and every type those need is here (tests/ml/test_trusted_types.py). Nothing here
 # may fetch or call an arbitrary object: builtins.getattr, once listed, was needed by no file.
 TRUSTED_SKLEARN_TYPES = [
     "sepsis_api.ml.features.ZeroAsMissing",

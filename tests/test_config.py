@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sepsis_api.config import Settings, env_name, settings_table
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_readme_configuration_table_matches_the_settings_class():
