@@ -1,19 +1,43 @@
 """Prometheus metrics, one registry per app (several apps may live in one test process).
 
-With several worker processes (`sepsis-api serve --workers N` sets PROMETHEUS_MULTIPROC_DIR),
-prometheus-client keeps every process's values in files there and ``exposition`` sums them, so
-a scrape shows the whole server whichever worker answers it.
+With several worker processes (`sepsis-api serve --workers N` calls ``share_between_workers``,
+which sets PROMETHEUS_MULTIPROC_DIR), prometheus-client keeps every process's values in files
+there and ``exposition`` sums them, so a scrape shows the whole server whichever worker answers.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 BATCH_BUCKETS = (1, 10, 100, 1_000, 10_000, 100_000)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def share_between_workers() -> Path:
+    """Make the worker processes started after this call keep their values in files in one
+    folder, so /metrics shows the whole server; returns the folder.
+
+    The folder reaches the workers through PROMETHEUS_MULTIPROC_DIR, which prometheus-client
+    reads when a process imports it (an environment variable by its design): the one already
+    set, emptied of an earlier run's values, else a fresh temporary folder.
+    """
+    folder = os.environ.get(MULTIPROC_ENV)
+    if folder is None:
+        path = Path(tempfile.mkdtemp(prefix="sepsis-api-metrics-"))
+        os.environ[MULTIPROC_ENV] = str(path)
+        return path
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    return path
 
 
 class Metrics:
@@ -56,10 +80,10 @@ class Metrics:
 
     def exposition(self) -> bytes:
         """The text format for /metrics."""
-        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        if MULTIPROC_ENV not in os.environ:
             return generate_latest(self.registry)
         merged = CollectorRegistry()
-        MultiProcessCollector(merged)
+        MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
         return generate_latest(merged)
 
     def count(self, model: str, version: str, labels: list[str], bands: list[str]) -> None:

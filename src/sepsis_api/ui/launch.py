@@ -1,7 +1,8 @@
 """Start the web UI: ``streamlit run`` on ``ui/app.py`` as a child process, headless.
 
 ``ui_command`` is the one command line (used by ``run_ui``, the tests and the Dockerfiles);
-the API address and key reach the UI through its settings' environment variables.
+the API address and key reach the UI through its settings' environment variables. ``stop`` is
+the one way a launcher stops its children (``run_ui`` and ``sepsis-api up``).
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 APP_PATH = Path(__file__).resolve().with_name("app.py")
+STOP_SECONDS = 10.0  # how long a stopped child may take to finish before it is killed
 
 # Fixed look, whatever the user's Streamlit config says.
 THEME = {
@@ -62,14 +65,28 @@ def run_ui(host: str, port: int, api_url: str, api_key: str | None = None) -> in
     proc = subprocess.Popen(ui_command(host, port), env=ui_env(api_url, api_key))
     try:
         return proc.wait()
-    except KeyboardInterrupt:  # the child got the same SIGINT; give it time to stop
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    except KeyboardInterrupt:  # the child got the same SIGINT; stop waits for it to finish
+        stop(proc, timeout=STOP_SECONDS)
         return 0
+
+
+def stop(*procs: subprocess.Popen[bytes], timeout: float = STOP_SECONDS) -> list[int]:
+    """Stop child processes and reap them; returns their exit statuses, in order.
+
+    Each one still running gets SIGTERM, then all of them share ``timeout`` seconds to finish;
+    whichever is left is killed. SIGTERM, not SIGINT: after Ctrl-C the children (in the same
+    process group) already had a SIGINT, and a second one makes uvicorn exit at once, skipping
+    its shutdown (the API commits its queued audit rows there); a SIGTERM only asks uvicorn and
+    Streamlit for the graceful stop again.
+    """
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return [proc.returncode for proc in procs]
