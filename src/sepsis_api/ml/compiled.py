@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numba
 import numpy as np
+import numpy.typing as npt
 
 FORMAT = "sepsis-api-compiled/1"
 _PARALLEL_MIN_ROWS = 2048  # below this, thread start-up costs more than it saves
@@ -30,8 +31,20 @@ _LANES = 16  # rows walked through a tree together: independent loads overlap in
 
 @numba.njit(cache=True, nogil=True)
 def _forest_rows(
-    X, feature, threshold, left, right, value, roots, depth, bias, divisor, out, lo, hi
-):
+    X: npt.NDArray[np.float32],
+    feature: npt.NDArray[np.int32],
+    threshold: npt.NDArray[np.float32],
+    left: npt.NDArray[np.int32],
+    right: npt.NDArray[np.int32],
+    value: npt.NDArray[np.float64],
+    roots: npt.NDArray[np.int32],
+    depth: npt.NDArray[np.int32],
+    bias: float,
+    divisor: float,
+    out: npt.NDArray[np.float64],
+    lo: int,
+    hi: int,
+) -> None:
     """Sum the trees' leaf values for rows lo..hi; leaves point to themselves (fixed depth)."""
     nodes = np.empty(_LANES, np.int32)
     acc = np.empty(_LANES, np.float64)
@@ -51,7 +64,19 @@ def _forest_rows(
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _forest_parallel(X, feature, threshold, left, right, value, roots, depth, bias, divisor, out):
+def _forest_parallel(
+    X: npt.NDArray[np.float32],
+    feature: npt.NDArray[np.int32],
+    threshold: npt.NDArray[np.float32],
+    left: npt.NDArray[np.int32],
+    right: npt.NDArray[np.int32],
+    value: npt.NDArray[np.float64],
+    roots: npt.NDArray[np.int32],
+    depth: npt.NDArray[np.int32],
+    bias: float,
+    divisor: float,
+    out: npt.NDArray[np.float64],
+) -> None:
     n = X.shape[0]
     step = 1024
     for b in numba.prange((n + step - 1) // step):
@@ -74,7 +99,14 @@ def _forest_parallel(X, feature, threshold, left, right, value, roots, depth, bi
 
 
 @numba.njit(cache=True, nogil=True)
-def _prepare(X, missing_if_zero, medians, center, scale, out):
+def _prepare(
+    X: npt.NDArray[np.float64],
+    missing_if_zero: npt.NDArray[np.bool_],
+    medians: npt.NDArray[np.float64],
+    center: npt.NDArray[np.float64],
+    scale: npt.NDArray[np.float64],
+    out: npt.NDArray[np.float64] | npt.NDArray[np.float32],
+) -> None:
     """zeros -> missing -> median -> (x - center) / scale, into ``out`` (float64 or float32)."""
     for i in range(X.shape[0]):
         for j in range(X.shape[1]):
@@ -87,7 +119,12 @@ def _prepare(X, missing_if_zero, medians, center, scale, out):
 
 
 @numba.njit(cache=True, nogil=True)
-def _linear(Z, coef, bias, out):
+def _linear(
+    Z: npt.NDArray[np.float64],
+    coef: npt.NDArray[np.float64],
+    bias: float,
+    out: npt.NDArray[np.float64],
+) -> None:
     for i in range(Z.shape[0]):
         acc = 0.0
         for j in range(Z.shape[1]):
@@ -96,7 +133,7 @@ def _linear(Z, coef, bias, out):
 
 
 @numba.njit(cache=True, nogil=True)
-def _to_probability(raw, mode, a, b):
+def _to_probability(raw: npt.NDArray[np.float64], mode: int, a: float, b: float) -> None:
     """In place. mode 0: raw is a probability; 1: raw is log-odds; 2: Platt calibration."""
     for i in range(raw.shape[0]):
         if mode == 2:
@@ -145,7 +182,7 @@ class CompiledModel:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim == 1:
             X = X.reshape(1, -1)
-        out = np.empty(X.shape, dtype=dtype)
+        out: np.ndarray = np.empty(X.shape, dtype=dtype)
         _prepare(X, self._missing_if_zero, self.medians, self.center, self.scale, out)
         return out
 
@@ -193,7 +230,9 @@ class CompiledModel:
         arrays = {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)}
         arrays["format"] = np.asarray(FORMAT)
         with open(path, "wb") as fh:
-            np.savez(fh, **arrays)
+            # numpy's stubs match a ** mapping against the keyword allow_pickle: bool too; the
+            # keys here are field names and "format", never allow_pickle
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
 
     @classmethod
     def load(cls, path: Path) -> CompiledModel:

@@ -121,7 +121,7 @@ def _validate_feature(
 
     def flag(mask: np.ndarray, value: Callable[[int], str], reason: str) -> None:
         for i in np.flatnonzero(mask):
-            errors.setdefault(int(i), RowError(int(rows[i]), f.code, value(i), reason))
+            errors.setdefault(int(i), RowError(int(rows[i]), f.code, value(int(i)), reason))
 
     if text is not None:
         flag(
@@ -176,7 +176,7 @@ def validate_frame(
         y[(text == LABEL_POSITIVE.lower()).to_numpy()] = 1
         y[(text == LABEL_NEGATIVE.lower()).to_numpy()] = 0
         if want_label:
-            for i in np.flatnonzero(y < 0):
+            for i in map(int, np.flatnonzero(y < 0)):
                 errors.setdefault(
                     i,
                     RowError(
@@ -283,6 +283,7 @@ def load_table(path: str | Path, *, want_label: bool = False) -> Batch:
         X=np.concatenate([b.X for b in batches]),
         ids=[i for b in batches for i in b.ids],
         rows=np.concatenate([b.rows for b in batches]),
+        # every batch of one file has the label column or none has: ys holds no None here
         y=None if ys[0] is None else np.concatenate(ys),  # type: ignore[arg-type]
     )
 

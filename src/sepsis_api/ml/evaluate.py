@@ -6,6 +6,7 @@ intervals at the operating point are percentile bootstraps over the out-of-fold 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -55,7 +56,7 @@ def _confusion(y: np.ndarray, flagged: np.ndarray) -> dict[str, float]:
 
 def operating_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
     c = _confusion(y, p >= threshold)
-    div = lambda a, b: a / b if b else float("nan")  # noqa: E731
+    div: Callable[[float, float], float] = lambda a, b: a / b if b else float("nan")  # noqa: E731
     return {
         "sensitivity": div(c["tp"], c["tp"] + c["fn"]),
         "specificity": div(c["tn"], c["tn"] + c["fp"]),
@@ -89,7 +90,7 @@ def bootstrap_operating(
     """Point value and 95% percentile-bootstrap interval of each metric at ``threshold``."""
     rng = np.random.default_rng(seed)
     point = operating_metrics(y, p, threshold)
-    draws = {k: [] for k in point}
+    draws: dict[str, list[float]] = {k: [] for k in point}
     for _ in range(n_boot):
         idx = rng.integers(0, len(y), len(y))
         for k, v in operating_metrics(y[idx], p[idx], threshold).items():

@@ -14,7 +14,7 @@ from sklearn.preprocessing import StandardScaler
 from sepsis_api.schema import ZERO_MISSING_INDEX
 
 
-class ZeroAsMissing(TransformerMixin, BaseEstimator):
+class ZeroAsMissing(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # sklearn: no types
     """Replace 0 by NaN in the given columns (indices into the schema's feature order)."""
 
     def __init__(self, columns: list[int] | None = None) -> None:

@@ -10,6 +10,8 @@ float32 ``x``, ``x <= t`` equals ``x <= t32`` where ``t32`` is the largest float
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
@@ -25,7 +27,7 @@ def _floor_float32(t: np.ndarray) -> np.ndarray:
     return t32
 
 
-def _flatten_trees(trees: list, leaf_values: list[np.ndarray]) -> dict[str, np.ndarray]:
+def _flatten_trees(trees: list[Any], leaf_values: list[np.ndarray]) -> dict[str, np.ndarray]:
     feature, threshold, left, right, value, roots, depth = [], [], [], [], [], [], []
     offset = 0
     for tree, leaf in zip(trees, leaf_values, strict=True):
@@ -55,7 +57,7 @@ def compile_pipeline(fitted: object) -> CompiledModel:
     """Flatten a fitted pipeline, optionally wrapped in CalibratedClassifierCV(ensemble=False)."""
     calib_a = calib_b = 0.0
     calibration = "none"
-    pipeline = fitted
+    pipeline: Any = fitted  # a scikit-learn Pipeline (scikit-learn ships no types)
     if isinstance(fitted, CalibratedClassifierCV):
         if len(fitted.calibrated_classifiers_) != 1 or fitted.method != "sigmoid":
             raise ValueError("only CalibratedClassifierCV(method='sigmoid', ensemble=False)")
@@ -71,7 +73,7 @@ def compile_pipeline(fitted: object) -> CompiledModel:
         center, scale = steps["scale"].mean_.copy(), steps["scale"].scale_.copy()
     clf = pipeline.steps[-1][1]
     empty_i, empty_f = np.empty(0, np.int32), np.empty(0, np.float64)
-    trees = {
+    trees: dict[str, np.ndarray] = {
         "feature": empty_i,
         "threshold": np.empty(0, np.float32),
         "left": empty_i,

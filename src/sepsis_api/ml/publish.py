@@ -56,6 +56,7 @@ def library_versions() -> dict[str, str]:
 def build_card(run: TrainingRun) -> dict[str, Any]:
     """The card of a training run; file hashes are added when saving."""
     y = run.data.y
+    assert y is not None  # a training run's data is always labelled
     models = {}
     for name, r in run.candidates.items():
         models[name] = {

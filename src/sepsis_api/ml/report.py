@@ -28,11 +28,13 @@ from sepsis_api.ml.features import ZeroAsMissing
 from sepsis_api.schema import FEATURES, NOT_A_DEVICE, PROVENANCE
 
 if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
     from sepsis_api.ml.train import TrainingRun
 
 DPI = 90
 PNG_META = {"Software": None}  # no version string in the file: bytes depend on the data only
-RC = {
+RC: dict[RcKeyType, Any] = {
     "svg.hashsalt": "sepsis-api",
     "font.size": 8,
     "axes.titlesize": 9,
@@ -172,6 +174,7 @@ def _correlations(Xm: np.ndarray, y: np.ndarray, path: Path) -> str:
 
 def _curves(run: TrainingRun, kind: str, path: Path) -> str:
     y = run.data.y
+    assert y is not None  # a training run's data is always labelled
     fig = Figure(figsize=(4.6, 4.0), layout="constrained")
     ax = fig.subplots()
     for color, r in zip(MODEL_COLORS, run.candidates.values(), strict=False):
@@ -266,7 +269,9 @@ def _final_pipeline(fitted: Any) -> Any:
 
 
 def _feature_rows(run: TrainingRun, missing: np.ndarray) -> list[dict[str, Any]]:
-    n = len(run.data.y)
+    y = run.data.y
+    assert y is not None  # a training run's data is always labelled
+    n = len(y)
     rows = []
     for j, f in enumerate(FEATURES):
         valid = (
@@ -286,7 +291,7 @@ def _feature_rows(run: TrainingRun, missing: np.ndarray) -> list[dict[str, Any]]
     return rows
 
 
-def write_report(run: TrainingRun, card: dict, out_dir: Path) -> Path:
+def write_report(run: TrainingRun, card: dict[str, Any], out_dir: Path) -> Path:
     """Write ``out_dir/report.html`` and ``out_dir/plots/*.png``; return the HTML path."""
     out_dir = Path(out_dir)
     plots = out_dir / "plots"
@@ -369,7 +374,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return [*lines, ""]
 
 
-def write_model_card(card: dict, out_dir: Path) -> Path:
+def write_model_card(card: dict[str, Any], out_dir: Path) -> Path:
     """Write ``out_dir/MODEL_CARD.md`` from the card alone; return its path."""
     models: dict[str, dict[str, Any]] = card["models"]
     default = card["default_model"]

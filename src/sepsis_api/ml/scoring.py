@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from sepsis_api.ml.compiled import CompiledModel
 from sepsis_api.ml.store import ModelVersion, Registry
@@ -81,7 +82,7 @@ def score(served: ServedModel, X: np.ndarray, *, explain: bool = False) -> Score
     return Scores(served, probability, contributions)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def _logit(p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     p = np.clip(p, _EPS, 1 - _EPS)
     return np.log(p / (1 - p))
 

@@ -129,7 +129,8 @@ class ModelVersion:
 
     def model_card(self, name: str) -> dict[str, Any]:
         try:
-            return self.card["models"][name]
+            model: dict[str, Any] = self.card["models"][name]  # card.json is JSON
+            return model
         except KeyError:
             raise ArtifactError(
                 f"version {self.version} has no model {name!r}; it has "

@@ -180,7 +180,10 @@ def train(
     results: dict[str, CandidateResult] = {}
     for k, cand in enumerate(CANDIDATES):
         folds = outputs[k * len(splits) : (k + 1) * len(splits)]
-        scores = {"none": {m: [] for m in ev.METRICS}, "sigmoid": {m: [] for m in ev.METRICS}}
+        scores: dict[str, dict[str, list[float]]] = {
+            "none": {m: [] for m in ev.METRICS},
+            "sigmoid": {m: [] for m in ev.METRICS},
+        }
         oof = {"none": np.zeros(len(y)), "sigmoid": np.zeros(len(y))}
         for (_, test), (p_raw, p_cal) in zip(splits, folds, strict=True):
             for variant, p in (("none", p_raw), ("sigmoid", p_cal)):
