@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import FastAPI, Request
@@ -16,6 +17,9 @@ from starlette.types import Send
 
 from sepsis_api.api.schemas import ErrorResponse
 from sepsis_api.schema import FEATURES, feature_for
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 log = logging.getLogger("sepsis_api")
 
@@ -53,7 +57,7 @@ class APIError(Exception):
         self.status, self.detail, self.errors, self.headers = status, detail, errors or [], headers
 
 
-def _expected(err: dict[str, Any], field: str | None) -> str:
+def _expected(err: ErrorDetails, field: str | None) -> str:
     feature = feature_for(field) if field else None
     kind = err["type"]
     if kind in _RANGE_ERRORS and feature is not None:
@@ -80,7 +84,7 @@ def _expected(err: dict[str, Any], field: str | None) -> str:
 
 
 def field_errors(
-    errors: list[dict[str, Any]], *, strip: tuple[str, ...] = ("body", "query", "path", "header")
+    errors: list[ErrorDetails], *, strip: tuple[str, ...] = ("body", "query", "path", "header")
 ) -> list[dict[str, Any]]:
     out = []
     for err in errors:
@@ -118,7 +122,8 @@ def field_errors(
 
 
 def _request_id(request: Request) -> str | None:
-    return request.scope.get("state", {}).get("request_id")
+    request_id: str | None = request.scope.get("state", {}).get("request_id")
+    return request_id
 
 
 INTERNAL_ERROR = "internal server error; quote the request_id when reporting it"
@@ -158,7 +163,7 @@ async def send_json(
 
 
 def json_response(
-    content: Any, status: int = 200, headers: dict[str, str] | None = None
+    content: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
     """JSON via orjson without a second validation pass (replies are built from typed data)."""
     return Response(
@@ -171,7 +176,7 @@ def error_response(
     status: int,
     detail: str,
     errors: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     return json_response(error_body(detail, errors, _request_id(request)), status, headers)
 

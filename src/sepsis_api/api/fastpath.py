@@ -88,7 +88,8 @@ class PredictFastPath:
 
     @staticmethod
     async def _read(receive: Receive) -> tuple[bytes, bool]:
-        chunks, more = [], True
+        chunks: list[bytes] = []
+        more = True
         while more:
             message = await receive()
             if message["type"] != "http.request":

@@ -40,7 +40,7 @@ def _feature_field(f: Feature) -> tuple[Any, Any]:
     return kind, field
 
 
-_EXAMPLE = {
+_EXAMPLE: dict[str, Any] = {
     "ID": "ICU200010",
     "PRG": 6,
     "PL": 148,
@@ -53,7 +53,7 @@ _EXAMPLE = {
     "Insurance": 0,
 }
 
-Patient = create_model(  # type: ignore[call-overload]
+Patient = create_model(  # type: ignore[call-overload]  # mypy checks **fields against __base__
     "Patient",
     __config__=ConfigDict(
         extra="forbid",
@@ -101,7 +101,7 @@ def inputs_matrix(inputs: dict[str, float | None]) -> np.ndarray:
 
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    patients: list[Patient] = Field(min_length=1)  # type: ignore[valid-type]
+    patients: list[Patient] = Field(min_length=1)
 
 
 class Contribution(BaseModel):

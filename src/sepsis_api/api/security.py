@@ -79,7 +79,7 @@ async def _deny(send: Send, state: dict[str, Any], status: int, detail: str) -> 
 
 async def caller_id(request: Request) -> str:
     """FastAPI dependency: the calling key's id (set by RequireAPIKey), for the audit log."""
-    caller = request.scope.get("state", {}).get("caller")
+    caller: str | None = request.scope.get("state", {}).get("caller")
     if caller is None:  # only reachable if a protected route escaped the middleware
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import JSON, DateTime, Float, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -23,14 +24,15 @@ class Prediction(Base):
     caller: Mapped[str] = mapped_column(String(64))  # API key id, never the key
     source: Mapped[str] = mapped_column(String(16))  # predict | batch | compat
     patient_id: Mapped[str | None] = mapped_column(String(128), index=True)
-    inputs: Mapped[dict] = mapped_column(JSON)  # feature code -> value (null = not measured)
+    # feature code -> value (null = not measured)
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON)
     model_name: Mapped[str] = mapped_column(String(64))
     model_version: Mapped[str] = mapped_column(String(64))
     probability: Mapped[float] = mapped_column(Float)
     threshold: Mapped[float] = mapped_column(Float)
     label: Mapped[str] = mapped_column(String(16))
     risk_band: Mapped[str] = mapped_column(String(16))
-    contributions: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    contributions: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
 
 
 class ActiveVersion(Base):

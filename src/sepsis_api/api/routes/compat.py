@@ -24,7 +24,7 @@ CASE_STUDY_MODELS = ("logistic_regression", "random_forest")
     summary="Case-study compatible prediction (logistic regression and random forest)",
 )
 async def predict_compat(
-    body: CompatRequest,  # type: ignore[valid-type]
+    body: CompatRequest,
     request: Request,
     caller: str = Depends(caller_id),
 ) -> dict[str, Any]:

@@ -54,7 +54,7 @@ ModelQuery = Annotated[
     summary="Estimate one patient's sepsis risk",
 )
 async def predict(
-    patient: Patient,  # type: ignore[valid-type]
+    patient: Patient,
     request: Request,
     model: ModelQuery = None,
     explain: Annotated[bool, Query(description="Add per-feature contributions.")] = False,
@@ -110,7 +110,7 @@ class JsonPatients:
                 patients = _PATIENTS.validate_python(self.raw[start : start + size])
             except ValidationError:
                 raise self._invalid() from None
-            yield patient_matrix(patients), [p.ID for p in patients]
+            yield patient_matrix(patients), [p.ID for p in patients]  # type: ignore[attr-defined]  # Patient's fields are dynamic (create_model)
 
     def _invalid(self) -> APIError:
         try:
@@ -134,7 +134,7 @@ class ValidatedPatients:
             yield self.X[start : start + size], self.ids[start : start + size]
 
 
-_PATIENTS = TypeAdapter(list[Patient])  # type: ignore[valid-type]
+_PATIENTS = TypeAdapter(list[Patient])
 
 
 def _batch_error(e: ValidationError) -> APIError:
@@ -157,7 +157,7 @@ def _json_patients(body: bytes, max_rows: int) -> PatientChunks:
             raise _batch_error(e) from None
         raw = batch.patients
         if len(raw) <= max_rows:
-            return ValidatedPatients(patient_matrix(raw), [p.ID for p in raw])
+            return ValidatedPatients(patient_matrix(raw), [p.ID for p in raw])  # type: ignore[attr-defined]  # Patient's fields are dynamic (create_model)
     if len(raw) > max_rows:
         raise APIError(413, f"{len(raw)} patients exceed the batch limit of {max_rows}")
     return JsonPatients(raw)
@@ -206,7 +206,7 @@ def _parse_csv(data: bytes, max_rows: int) -> PatientChunks:
         batch = validate_frame(frame)
     except DataError as e:
         expected = "a CSV with columns ID (optional), PRG, PL, PR, SK, TS, M11, BD2, Age, Insurance"
-        errors = [
+        errors: list[dict[str, Any]] = [
             {
                 "field": col,
                 "row": None,
