@@ -23,8 +23,8 @@ from typing import TextIO
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa  # type: ignore[import-untyped]
-import pyarrow.parquet as pq  # type: ignore[import-untyped]
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from sepsis_api.ml.data import DEFAULT_CHUNK_ROWS, Batch, DataError, RowError, iter_batches
 from sepsis_api.ml.scoring import ServedModel, score
