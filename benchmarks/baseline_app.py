@@ -75,7 +75,7 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=8001)
     ap.add_argument("--log-level", default="info")
     args = ap.parse_args()
-    # Same arguments as sepsis_api.cli.serve (minus the factory import string).
+    # The arguments `sepsis-api serve` gives uvicorn with one worker (cli/serve.py plan_serve).
     uvicorn.run(
         app,
         host=args.host,
