@@ -223,7 +223,7 @@ def band_markdown(band: str, *, big: bool = False) -> str:
     return f"### {text}" if big else text
 
 
-def band_cell_style(band: str) -> str:
+def band_cell_style(band: object) -> str:
     """CSS for a table cell holding a band ('high') or its words ('High risk')."""
     b = BANDS.get(str(band).split(" ")[0].lower())
     return f"background-color: {b['bg']}; color: {b['fg']}; font-weight: 600" if b else ""
@@ -260,7 +260,7 @@ def by_code(info: FeaturesInfo) -> dict[str, FeatureInfo]:
 
 def contribution_chart(
     contributions: list[Contribution], feats: dict[str, FeatureInfo], *, compact: bool = False
-) -> alt.LayerChart:
+) -> alt.LayerChart | alt.FacetChart:
     """Horizontal bars: which values pushed this patient's risk up (right) or down (left).
 
     ``compact`` labels the bars by code only ('PL = 148 mu U/ml'), for narrow columns.

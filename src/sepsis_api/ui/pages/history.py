@@ -92,9 +92,10 @@ def show_record(r: HistoryRecord) -> None:
             )
         with reasons_col:
             st.markdown("**Reasons**")
-            if r.get("contributions"):
+            contributions = r.get("contributions")
+            if contributions:
                 st.altair_chart(
-                    common.contribution_chart(r["contributions"], feats, compact=True),
+                    common.contribution_chart(contributions, feats, compact=True),
                     width="stretch",
                 )
                 st.caption(
@@ -131,7 +132,7 @@ with st.container(border=True):
     version = f4.text_input("Model version", key="hist_version", placeholder=served["version"])
     days = f5.date_input(
         "Date range",
-        value=(),
+        value=(),  # type: ignore[arg-type]  # stubs omit the empty range Streamlit documents
         key="hist_days",
         format="YYYY-MM-DD",
         max_value=date.today() + timedelta(days=1),

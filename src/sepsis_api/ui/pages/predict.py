@@ -105,10 +105,10 @@ def _submit() -> None:
     except APIError as e:
         aliases = {f["name"]: f["code"] for f in feats} | {f["code"]: f["code"] for f in feats}
         by_field = {
-            aliases[err["field"]]: err.get("message", "invalid value")
+            aliases[field]: err.get("message", "invalid value")
             + (f" (expected {err['expected']})" if err.get("expected") else "")
             for err in e.errors
-            if err.get("field") in aliases
+            if (field := err.get("field")) in aliases
         }
         ss["predict_field_errors"] = by_field
         ss["predict_problem"] = e
@@ -191,12 +191,11 @@ def _prediction_card(pred: Prediction) -> None:
 
 
 def _reasons(pred: Prediction) -> None:
-    if not pred.get("contributions"):
+    contributions = pred.get("contributions")
+    if not contributions:
         st.caption("No per-feature reasons came back for this estimate.")
         return
-    st.altair_chart(
-        common.contribution_chart(pred["contributions"], feats_by_code), width="stretch"
-    )
+    st.altair_chart(common.contribution_chart(contributions, feats_by_code), width="stretch")
 
 
 def _comparison(preds: list[Prediction]) -> None:
