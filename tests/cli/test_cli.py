@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -169,3 +170,26 @@ def test_train_on_a_bad_file_names_the_problem(tmp_path):
     proc = run("train", "--data", str(bad), "--out", str(tmp_path / "out"), check=False)
     assert proc.returncode == 2
     assert "row 1, column Sepssis, value 'Maybe'" in proc.stderr
+
+
+def test_train_without_the_train_extra_says_what_to_install(train_csv, tmp_path):
+    script = textwrap.dedent(f"""
+        import sys
+        from importlib.abc import MetaPathFinder
+
+        class NoScikitLearn(MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "sklearn":
+                    raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+
+        sys.meta_path.insert(0, NoScikitLearn())
+        from sepsis_api.cli import app
+        app(["train", "--data", {str(train_csv)!r}, "--out", {str(tmp_path / "out")!r}])
+    """)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "pip install 'sepsis-api[train]'" in proc.stderr
+    assert "sklearn is not installed" in proc.stderr
+    assert not (tmp_path / "out").exists()

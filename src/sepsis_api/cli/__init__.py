@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from sepsis_api.config import get_settings
 
@@ -38,7 +39,8 @@ out = Console(width=None if sys.stdout.isatty() else 200)
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``message`` as an error; the exit to raise (``raise _fail(...) from None``)."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    # Escaped: messages quote user input and file contents, which may hold [brackets].
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 

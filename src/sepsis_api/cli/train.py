@@ -32,9 +32,16 @@ def train(
     from rich.table import Table
 
     from sepsis_api.ml.data import DataError
-    from sepsis_api.ml.publish import save_run
     from sepsis_api.ml.store import Registry
-    from sepsis_api.ml.train import train as run_training
+
+    try:
+        from sepsis_api.ml.publish import save_run
+        from sepsis_api.ml.train import train as run_training
+    except ImportError as e:  # the serving install leaves the training extra out
+        raise _fail(
+            f"training needs the train extra ({e.name} is not installed): "
+            "pip install 'sepsis-api[train]'"
+        ) from None
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     try:
