@@ -207,7 +207,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     app.state.api_keys = api_keys
     errors.install(app)
     app.add_exception_handler(WriterStopped, _writer_stopped)
-    app.openapi = _openapi_with_our_errors(app)  # type: ignore[method-assign]
+    app.openapi = _openapi_with_our_errors(app)  # type: ignore[method-assign]  # FastAPI documents replacing it
     for module in (meta, predict, predictions, models, artifacts, compat, admin):
         app.include_router(module.router)
     return app

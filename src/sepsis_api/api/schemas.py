@@ -238,7 +238,7 @@ class HistoryPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` to get the next (older) page.")
 
 
-CompatRequest = create_model(  # type: ignore[call-overload]
+CompatRequest = create_model(  # type: ignore[call-overload]  # **fields checked against __base__
     "CompatRequest",
     __config__=ConfigDict(extra="forbid", strict=True, allow_inf_nan=False),
     __doc__="The case study's request body: every feature by its descriptive name.",

@@ -232,7 +232,7 @@ class CompiledModel:
         with open(path, "wb") as fh:
             # numpy's stubs match a ** mapping against the keyword allow_pickle: bool too; the
             # keys here are field names and "format", never allow_pickle
-            np.savez(fh, **arrays)  # type: ignore[arg-type]
+            np.savez(fh, **arrays)  # type: ignore[arg-type]  # **arrays matched to allow_pickle
 
     @classmethod
     def load(cls, path: Path) -> CompiledModel:

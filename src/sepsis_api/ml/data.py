@@ -284,7 +284,7 @@ def load_table(path: str | Path, *, want_label: bool = False) -> Batch:
         ids=[i for b in batches for i in b.ids],
         rows=np.concatenate([b.rows for b in batches]),
         # every batch of one file has the label column or none has: ys holds no None here
-        y=None if ys[0] is None else np.concatenate(ys),  # type: ignore[arg-type]
+        y=None if ys[0] is None else np.concatenate(ys),  # type: ignore[arg-type]  # no None here
     )
 
 
