@@ -83,7 +83,7 @@ class Metrics:
         if MULTIPROC_ENV not in os.environ:
             return generate_latest(self.registry)
         merged = CollectorRegistry()
-        MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        MultiProcessCollector(merged)  # type: ignore[no-untyped-call]  # its __init__ has no annotations
         return generate_latest(merged)
 
     def count(self, model: str, version: str, labels: list[str], bands: list[str]) -> None:
