@@ -10,9 +10,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import Response
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp
@@ -30,7 +29,7 @@ from sepsis_api.api.service import Service
 from sepsis_api.config import Settings, get_settings
 from sepsis_api.db.audit import open_audit
 from sepsis_api.db.checkpoint import Checkpointer
-from sepsis_api.db.group_commit import AuditWriter, WriterStopped
+from sepsis_api.db.group_commit import AuditWriter
 from sepsis_api.db.loop_writer import LoopWriter
 from sepsis_api.keys import parse_keys
 from sepsis_api.ml.scoring import Predictor
@@ -69,17 +68,6 @@ async def follow_activations(service: Service, registry: Registry, settings: Set
         except ArtifactError as e:
             failed = wanted
             log.error("cannot switch to activated version %s: %s", wanted, e)
-
-
-async def _writer_stopped(request: Request, exc: Exception) -> Response:
-    """A submission the writer thread refused outright (a batch's RowStream): the same 503 as
-    a commit that failed for it in Service._committed."""
-    return errors.error_response(
-        request,
-        503,
-        f"{exc}, so no estimate was returned; retry later",
-        headers={"Retry-After": "5"},
-    )
 
 
 def _openapi_with_our_errors(app: FastAPI) -> Callable[[], dict[str, Any]]:
@@ -206,7 +194,6 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     app.state.metrics = metrics
     app.state.api_keys = api_keys
     errors.install(app)
-    app.add_exception_handler(WriterStopped, _writer_stopped)
     app.openapi = _openapi_with_our_errors(app)  # type: ignore[method-assign]  # FastAPI documents replacing it
     for module in (meta, predict, predictions, models, artifacts, compat, admin):
         app.include_router(module.router)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -65,26 +66,25 @@ class Service:
             raise APIError(422, e.detail, [model_error(e)]) from None
 
     async def commit(self, rows: list[Any]) -> None:
-        """Wait until the rows (``audit.insert.params``) are committed; an unreachable
-        database, a stopped writer thread or no commit within ``audit_wait_seconds`` is a 503.
+        """Wait until the rows (``audit.insert.params``) are committed; see ``_audited``.
         The loop writer's own commit is not timed, only its hand-over to the thread."""
-        loop_writer, wait = self.loop_writer, self.audit_wait_seconds
-        if loop_writer is not None:
-            await self._committed(lambda: loop_writer.commit(rows, wait), len(rows))
-        else:
-            await self._committed(lambda: self.writer.submit(rows), len(rows))
-
-    async def _committed(self, start: Callable[[], Awaitable[None] | Future[None]], n: int) -> None:
-        """Start a commit and wait for it. A future of the writer thread is awaited at most
-        ``audit_wait_seconds`` (shielded: giving up leaves the thread's future alone); an
-        awaitable bounds its own waits on the thread."""
-        try:
-            done = start()
-            if isinstance(done, Future):
-                handed = asyncio.shield(asyncio.wrap_future(done))
-                await asyncio.wait_for(handed, self.audit_wait_seconds)
+        with self._audited(len(rows)):
+            if self.loop_writer is not None:
+                await self.loop_writer.commit(rows, self.audit_wait_seconds)
             else:
-                await done
+                await self._bounded(self.writer.submit(rows))
+
+    async def _bounded(self, done: Future[None]) -> None:
+        """Wait for a future of the writer thread at most ``audit_wait_seconds``; shielded, so
+        giving up leaves the thread's future alone."""
+        await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(done)), self.audit_wait_seconds)
+
+    @contextmanager
+    def _audited(self, n: int) -> Iterator[None]:
+        """An unreachable database, a stopped writer thread or no commit within
+        ``audit_wait_seconds``: a 503, and the estimates are counted as refused."""
+        try:
+            yield
         except SQLAlchemyError as e:
             reason, cause = "the audit database is unavailable", f" ({type(e).__name__})"
         except WriterStopped as e:
@@ -163,15 +163,16 @@ class Service:
         self, patients: PatientChunks, model: ServedModel, *, caller: str, request_id: str
     ) -> dict[str, Any]:
         """Score many patients with one model; all audit rows commit in one transaction."""
-        stream = self.writer.stream()
-        try:
-            reply, labels, bands = await run_in_threadpool(
-                self._batch_rows, stream, patients, model, caller, request_id
-            )
-        except BaseException:
-            stream.abort()
-            raise
-        await self._committed(lambda: stream.future, len(patients))
+        with self._audited(len(patients)):
+            stream = self.writer.stream()
+            try:
+                reply, labels, bands = await run_in_threadpool(
+                    self._batch_rows, stream, patients, model, caller, request_id
+                )
+            except BaseException:
+                stream.abort()
+                raise
+            await self._bounded(stream.future)
         self.metrics.count(model.name, model.version, labels, bands)
         self.metrics.batch_size.observe(len(patients))
         return reply
