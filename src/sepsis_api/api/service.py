@@ -160,14 +160,21 @@ class Service:
         return rows
 
     async def predict_batch(
-        self, patients: PatientChunks, model: ServedModel, *, caller: str, request_id: str
+        self,
+        patients: PatientChunks,
+        model: ServedModel,
+        *,
+        caller: str,
+        request_id: str,
+        source: str = "batch",
     ) -> dict[str, Any]:
-        """Score many patients with one model; all audit rows commit in one transaction."""
+        """Score many patients with one model; all audit rows commit in one transaction.
+        ``source`` names the route or protocol in the audit rows."""
         with self._audited(len(patients)):
             stream = self.writer.stream()
             try:
                 reply, labels, bands = await run_in_threadpool(
-                    self._batch_rows, stream, patients, model, caller, request_id
+                    self._batch_rows, stream, patients, model, caller, request_id, source
                 )
             except BaseException:
                 stream.abort()
@@ -184,6 +191,7 @@ class Service:
         model: ServedModel,
         caller: str,
         request_id: str,
+        source: str,
     ) -> tuple[dict[str, Any], list[str], list[str]]:
         """Validate and score chunk by chunk, handing each chunk's audit rows to the writer
         (it inserts one while the next is prepared); then build the reply while the last rows
@@ -193,7 +201,7 @@ class Service:
             "created_at": datetime.now(UTC),
             "request_id": request_id,
             "caller": caller,
-            "source": "batch",
+            "source": source,
             "model_name": model.name,
             "model_version": model.version,
             "threshold": model.threshold,
