@@ -12,9 +12,9 @@ import asyncio
 import logging
 from collections.abc import Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any, Protocol
 
 import numpy as np
@@ -79,27 +79,10 @@ class Service:
         giving up leaves the thread's future alone."""
         await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(done)), self.audit_wait_seconds)
 
-    @contextmanager
-    def _audited(self, n: int) -> Iterator[None]:
+    def _audited(self, n: int) -> _Audited:
         """An unreachable database, a stopped writer thread or no commit within
         ``audit_wait_seconds``: a 503, and the estimates are counted as refused."""
-        try:
-            yield
-        except SQLAlchemyError as e:
-            reason, cause = "the audit database is unavailable", f" ({type(e).__name__})"
-        except WriterStopped as e:
-            reason, cause = str(e), ""
-        except TimeoutError:
-            wait = self.audit_wait_seconds
-            reason, cause = f"the audit log did not confirm the commit within {wait:g} s", ""
-        else:
-            return
-        self.metrics.audit_failures.inc(n)
-        raise APIError(
-            503,
-            f"{reason}, so no estimate was returned; retry later{cause}",
-            headers={"Retry-After": "5"},
-        )
+        return _Audited(self, n)
 
     async def predict_one(
         self,
@@ -250,6 +233,40 @@ class Service:
             ],
         }
         return reply, labels, bands
+
+
+class _Audited:
+    """The context of one audit commit (Service._audited); a class, not a generator, because
+    it sits on every prediction's path."""
+
+    __slots__ = ("n", "service")
+
+    def __init__(self, service: Service, n: int) -> None:
+        self.service, self.n = service, n
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        if exc is None:
+            return
+        if isinstance(exc, SQLAlchemyError):
+            reason, cause = "the audit database is unavailable", f" ({type(exc).__name__})"
+        elif isinstance(exc, WriterStopped):
+            reason, cause = str(exc), ""
+        elif isinstance(exc, TimeoutError):
+            wait = self.service.audit_wait_seconds
+            reason, cause = f"the audit log did not confirm the commit within {wait:g} s", ""
+        else:
+            return
+        self.service.metrics.audit_failures.inc(self.n)
+        raise APIError(
+            503,
+            f"{reason}, so no estimate was returned; retry later{cause}",
+            headers={"Retry-After": "5"},
+        ) from None
 
 
 class PatientChunks(Protocol):

@@ -10,6 +10,7 @@ the same over a registry, for code that serves no version (the command line, bat
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -32,9 +33,12 @@ class RiskBands:
     moderate_from: float
     high_from: float
 
+    @cached_property
+    def _cuts(self) -> np.ndarray:
+        return np.array([self.moderate_from, self.high_from])
+
     def band(self, p: np.ndarray) -> np.ndarray:
-        cuts = np.array([self.moderate_from, self.high_from])
-        return _BANDS[np.searchsorted(cuts, p, side="right")]
+        return _BANDS[np.searchsorted(self._cuts, p, side="right")]
 
 
 @dataclass(frozen=True)
