@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, String
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -44,3 +44,25 @@ class ActiveVersion(Base):
     version: Mapped[str] = mapped_column(String(64))
     activated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     activated_by: Mapped[str] = mapped_column(String(64))
+
+
+class Outcome(Base):
+    """One revision of a prediction's true outcome. Append-only: a later revision (a higher
+    ``revision`` for the same prediction) supersedes the earlier ones, which are kept."""
+
+    __tablename__ = "outcomes"
+    __table_args__ = (
+        # One revision number per prediction: finds a prediction's revisions, and two writers
+        # racing to add the same revision cannot both succeed.
+        Index("ix_outcomes_prediction_revision", "prediction_id", "revision", unique=True),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # UUIDv7: sorts by time
+    prediction_id: Mapped[str] = mapped_column(String(36), ForeignKey("predictions.id"))
+    revision: Mapped[int] = mapped_column(Integer)  # 1, 2, ... per prediction
+    outcome: Mapped[str] = mapped_column(String(16))  # Positive | Negative
+    observed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    source: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    recorded_by: Mapped[str] = mapped_column(String(64))  # API key id, never the key
