@@ -279,6 +279,20 @@ class PatientChunks(Protocol):
         ...
 
 
+class ValidatedPatients:
+    """A batch validated as a whole (CSV, the protocol adapters), handed out in chunks."""
+
+    def __init__(self, X: np.ndarray, ids: list[str | None]) -> None:
+        self.X, self.ids = X, ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def chunks(self, size: int) -> Iterator[tuple[np.ndarray, list[str | None]]]:
+        for start in range(0, len(self.ids), size):
+            yield self.X[start : start + size], self.ids[start : start + size]
+
+
 def model_error(e: UnknownModel) -> dict[str, Any]:
     """The field error of an unknown model reference (ErrorResponse.errors item)."""
     return {

@@ -32,7 +32,7 @@ from sepsis_api.api.schemas import (
     patient_matrix,
 )
 from sepsis_api.api.security import caller_id
-from sepsis_api.api.service import PatientChunks, Service
+from sepsis_api.api.service import PatientChunks, Service, ValidatedPatients
 from sepsis_api.ml.data import DataError, read_csv_bytes, validate_frame
 
 router = APIRouter(prefix="/v1", tags=["predict"])
@@ -118,20 +118,6 @@ class JsonPatients:
         except ValidationError as e:
             return _batch_error(e)
         return APIError(422, "invalid batch")  # unreachable: a chunk was invalid
-
-
-class ValidatedPatients:
-    """A batch validated as a whole (CSV), handed out in chunks."""
-
-    def __init__(self, X: np.ndarray, ids: list[str | None]) -> None:
-        self.X, self.ids = X, ids
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def chunks(self, size: int) -> Iterator[tuple[np.ndarray, list[str | None]]]:
-        for start in range(0, len(self.ids), size):
-            yield self.X[start : start + size], self.ids[start : start + size]
 
 
 _PATIENTS = TypeAdapter(list[Patient])
