@@ -39,6 +39,7 @@ def test_every_setting_is_read_from_its_documented_variable(monkeypatch):
         "max_batch_rows": "7",
         "access_log": "false",
         "max_body_bytes": "11",
+        "mlflow_model": "random_forest",
         "ui_api_url": "http://api:1",
         "ui_api_key": "u" * 16,
         "ui_api_key_file": "/uikey",

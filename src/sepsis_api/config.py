@@ -94,6 +94,12 @@ class Settings(BaseSettings):
         default=20_000_000, description="Largest request body accepted, in bytes."
     )
 
+    mlflow_model: str | None = Field(
+        default=None,
+        description="Model that answers MLflow's POST /invocations: a model name or "
+        "VERSION/NAME of the served version; default: the served version's default model.",
+    )
+
     ui_api_url: str = Field(
         default="http://127.0.0.1:8000",
         description="Address of the API that the web UI talks to.",
