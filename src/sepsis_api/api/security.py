@@ -25,8 +25,15 @@ def _presented_key(headers: dict[bytes, bytes]) -> bytes | None:
     return headers.get(b"x-api-key")
 
 
+# Open without a key: service information and health (/, /healthz, /readyz, /metrics, the
+# docs) and what the protocols' probes need open (V2: /v2, /v2/health/*; MLflow: /ping,
+# /health, /version). Everything that names a model or scores needs a key when keys are set.
+_PROTECTED_PREFIXES = ("/v1/", "/v2/models")
+_PROTECTED_PATHS = frozenset({"/predict", "/invocations"})
+
+
 def is_protected(path: str) -> bool:
-    return path.startswith("/v1/") or path == "/predict"
+    return path.startswith(_PROTECTED_PREFIXES) or path in _PROTECTED_PATHS
 
 
 ADMIN_PREFIX = "/v1/admin/"

@@ -62,6 +62,8 @@ async def root(request: Request) -> dict[str, Any]:
             "health": "/healthz",
             "ready": "/readyz",
             "metrics": "/metrics",
+            "open_inference_v2": "/v2",
+            "mlflow_invocations": "/invocations",
         },
     }
 

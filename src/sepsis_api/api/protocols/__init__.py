@@ -1,0 +1,6 @@
+"""Standard protocols at the edges: thin adapters over the one model resolver
+(ml/scoring.resolve) and the one scoring-plus-audit path (api/service.Service).
+
+Each module is an APIRouter with its own error shape: ``v2`` (Open Inference Protocol V2),
+``mlflow`` (MLflow's scoring protocol); ``common`` holds what they share.
+"""
