@@ -15,6 +15,16 @@ KEYS = f"ui:{UI_KEY},ehr:{EHR_KEY}"
 UI = {"Authorization": f"Bearer {UI_KEY}"}
 EHR = {"X-API-Key": EHR_KEY}
 
+V2_BODY = {
+    "inputs": [
+        {
+            "name": "features",
+            "datatype": "FP64",
+            "shape": [1, 9],
+            "data": [6, 148, 72, 35, 0, 33.6, 0.627, 50, 0],
+        }
+    ]
+}
 # (method, path, JSON body); {id} is replaced by the id of a recorded prediction.
 PROTECTED = [
     ("GET", "/v1/features", None),
@@ -25,9 +35,15 @@ PROTECTED = [
     ("POST", "/v1/predict", PATIENT),
     ("POST", "/v1/predict/batch", {"patients": patients(2)}),
     ("POST", "/predict", CASE_STUDY_BODY),
+    ("GET", "/v2/models/default", None),
+    ("GET", "/v2/models/default/ready", None),
+    ("POST", "/v2/models/default/infer", V2_BODY),
+    ("POST", "/invocations", {"dataframe_records": [PATIENT]}),
 ]
 ROUTE_IDS = [f"{m} {p}" for m, p, _ in PROTECTED]
+# The protocols' probes and server metadata stay open, like /healthz (api/security.py).
 OPEN = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/"]
+OPEN += ["/v2", "/v2/health/live", "/v2/health/ready", "/ping", "/health", "/version"]
 WRONG = [
     {"Authorization": "Bearer " + "c" * 20},
     {"X-API-Key": "c" * 20},
@@ -254,3 +270,18 @@ def test_keys_file_and_keys_setting_are_both_honoured(make_client, tmp_path):
     client = make_client(api_keys=KEYS, api_keys_file=keys)
     for key in (UI_KEY, EHR_KEY, "c" * 24):
         assert client.get("/v1/models", headers={"X-API-Key": key}).status_code == 200
+
+
+def test_protocol_routes_refuse_in_their_own_shape_and_record_the_key_id(secured):
+    v2 = secured.post("/v2/models/default/infer", json=V2_BODY)
+    assert v2.status_code == 401 and "API key" in v2.json()["error"]
+    mlflow = secured.post("/invocations", json={"dataframe_records": [PATIENT]})
+    assert mlflow.status_code == 401
+    assert (
+        mlflow.json()["error_code"] == "UNAUTHENTICATED" and "API key" in mlflow.json()["message"]
+    )
+    ok = secured.post("/v2/models/default/infer", json=V2_BODY, headers=EHR)
+    assert ok.status_code == 200, ok.text
+    pid = next(o for o in ok.json()["outputs"] if o["name"] == "prediction_id")["data"][0]
+    record = secured.get(f"/v1/predictions/{pid}", headers=UI).json()
+    assert record["caller"] == "ehr" and record["source"] == "v2"

@@ -72,16 +72,36 @@ class RequireAPIKey:
                         found = key_id
                 if found is None:
                     await _deny(
-                        send, state, 401, UNAUTHORIZED + (" (an admin key)" if admin else "")
+                        send,
+                        state,
+                        401,
+                        UNAUTHORIZED + (" (an admin key)" if admin else ""),
+                        _protocol_fields(scope["path"]),
                     )
                     return
                 state["caller"] = found
         await self.app(scope, receive, send)
 
 
-async def _deny(send: Send, state: dict[str, Any], status: int, detail: str) -> None:
+def _protocol_fields(path: str) -> dict[str, str]:
+    """The refusal also in the protocol's own error shape (V2, MLflow), for their clients."""
+    if path.startswith("/v2/"):
+        return {"error": UNAUTHORIZED}
+    if path == "/invocations":
+        return {"error_code": "UNAUTHENTICATED", "message": UNAUTHORIZED}
+    return {}
+
+
+async def _deny(
+    send: Send,
+    state: dict[str, Any],
+    status: int,
+    detail: str,
+    protocol: dict[str, str] | None = None,
+) -> None:
     headers = [(b"www-authenticate", b"Bearer")] if status == 401 else []
-    await send_json(send, status, error_body(detail, None, state.get("request_id")), headers)
+    body = {**error_body(detail, None, state.get("request_id")), **(protocol or {})}
+    await send_json(send, status, body, headers)
 
 
 async def caller_id(request: Request) -> str:
