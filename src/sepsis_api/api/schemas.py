@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from itertools import chain
 from operator import attrgetter
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import (
     AliasChoices,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     create_model,
 )
+from pydantic_core import PydanticCustomError
 
 from sepsis_api.schema import FEATURES, Feature
 
@@ -216,6 +219,123 @@ class ModelDetail(ModelSummary):
     card: dict[str, Any] = Field(description="The version's full model card (card.json).")
 
 
+# RFC 3339 section 5.6 `date-time`, what the OpenAPI `format: date-time` promises: a full date,
+# "T", a time with seconds and an optional fraction, and a UTC offset ("Z" or +hh:mm/-hh:mm).
+# T and Z may be lower case (RFC 3339 allows it). The offset is required: a time without one
+# names no instant (the server's zone is not the caller's), so it is refused, not guessed. A
+# number (Unix time), a date alone, a space for "T" or other ISO 8601 forms are refused too.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"  # full-date
+    r"[Tt][0-9]{2}:[0-9]{2}:([0-9]{2})(\.[0-9]+)?"  # "T" partial-time (group 1: the second)
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"  # time-offset
+)
+RFC3339_EXPECTED = (
+    "an RFC 3339 date-time, e.g. 2026-11-01T08:00:00Z (with its time zone offset: Z or +hh:mm)"
+)
+
+
+def rfc3339(value: object) -> datetime | None:
+    """An RFC 3339 date-time string as an aware datetime in UTC; anything else is a 422."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or (m := _RFC3339.fullmatch(value)) is None:
+        raise PydanticCustomError("rfc3339_date_time", f"Input should be {RFC3339_EXPECTED}")
+    text = value.upper()
+    if m[1] == "60":  # a leap second, which datetime cannot hold: read as the second before it
+        text = text[: m.start(1)] + "59" + text[m.end(1) :]
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC)
+    except (ValueError, OverflowError):  # e.g. month 13, or 0001-01-01T00:00:00+01:00 in UTC
+        raise PydanticCustomError(
+            "rfc3339_date_time",
+            f"Input should be {RFC3339_EXPECTED}, a real one within the years 1 to 9999 in UTC",
+        ) from None
+
+
+def _blank_is_none(value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+Outcome = Literal["Positive", "Negative"]
+OUTCOME_FIELDS = ("prediction_id", "outcome", "observed_at", "source", "note")
+
+
+class OutcomeRequest(BaseModel):
+    """A prediction's true outcome, as later observed."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "outcome": "Positive",
+                    "observed_at": "2026-11-27T14:00:00Z",
+                    "source": "ward-4",
+                    "note": "blood culture positive",
+                }
+            ]
+        },
+    )
+    outcome: Outcome = Field(
+        description="Whether the patient developed sepsis (the data set's `Sepssis` label)."
+    )
+    observed_at: Annotated[datetime | None, BeforeValidator(rfc3339)] = Field(
+        None,
+        description="When the outcome was observed: an RFC 3339 date-time with its offset, "
+        "e.g. 2026-11-27T14:00:00Z.",
+    )
+    source: Annotated[str | None, BeforeValidator(_blank_is_none)] = Field(
+        None, max_length=64, description="Where the outcome comes from (a system, a ward)."
+    )
+    note: Annotated[str | None, BeforeValidator(_blank_is_none)] = Field(
+        None, max_length=2000, description="Free text."
+    )
+
+
+class OutcomeBatchItem(OutcomeRequest):
+    prediction_id: str = Field(
+        max_length=64, description="The `prediction_id` of a recorded estimate."
+    )
+
+
+class OutcomeBatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    outcomes: list[OutcomeBatchItem] = Field(min_length=1)
+
+
+class OutcomeRevision(BaseModel):
+    prediction_id: str
+    revision: int = Field(
+        description="1 for the first outcome recorded for the prediction, then 2, 3...; the "
+        "highest is the current one. Earlier revisions are kept."
+    )
+    outcome: Outcome
+    observed_at: datetime | None
+    source: str | None
+    note: str | None
+    recorded_at: datetime
+    recorded_by: str = Field(description="Id of the API key that recorded it.")
+
+
+class CurrentOutcome(OutcomeRevision):
+    revisions: int = Field(description="How many revisions the prediction's outcome has.")
+
+
+class OutcomeBatchResponse(BaseModel):
+    count: int
+    created: int = Field(description="Outcomes that added a revision.")
+    unchanged: int = Field(description="Outcomes equal to the current revision (not added).")
+    outcomes: list[CurrentOutcome] = Field(
+        description="In request order: each prediction's current outcome after its item."
+    )
+
+
+class OutcomeRevisions(BaseModel):
+    prediction_id: str
+    revisions: list[OutcomeRevision] = Field(description="Oldest first; the last is current.")
+
+
 class HistoryRecord(BaseModel):
     prediction_id: str
     created_at: datetime
@@ -231,6 +351,9 @@ class HistoryRecord(BaseModel):
     risk_band: str
     inputs: dict[str, float | None]
     contributions: list[Contribution] | None = None
+    outcome: CurrentOutcome | None = Field(
+        None, description="The current outcome recorded for this estimate, if any."
+    )
 
 
 class HistoryPage(BaseModel):

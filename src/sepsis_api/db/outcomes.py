@@ -85,9 +85,7 @@ class OutcomeLog:
         self, conn: Connection, items: Sequence[OutcomeIn], recorded_by: str
     ) -> list[tuple[dict[str, Any], bool]]:
         ids = list(dict.fromkeys(item.prediction_id for item in items))
-        known: set[str] = set()
-        for chunk in _chunks(ids):
-            known.update(conn.scalars(select(Prediction.id).where(Prediction.id.in_(chunk))))
+        known = self._known(conn, ids)
         unknown = [i for i, item in enumerate(items) if item.prediction_id not in known]
         if unknown:
             raise UnknownPredictions(unknown, [items[i].prediction_id for i in unknown])
@@ -120,6 +118,18 @@ class OutcomeLog:
         if added:
             conn.execute(insert(Outcome), added)
         return results
+
+    def known(self, ids: Sequence[str]) -> set[str]:
+        """The ids among ``ids`` of recorded predictions."""
+        with self.engine.connect() as conn:
+            return self._known(conn, list(dict.fromkeys(ids)))
+
+    @staticmethod
+    def _known(conn: Connection, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(ids):
+            found.update(conn.scalars(select(Prediction.id).where(Prediction.id.in_(chunk))))
+        return found
 
     def current(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Prediction id -> its current revision with ``revisions`` (their count), for the ids
