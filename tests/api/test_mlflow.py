@@ -1,0 +1,157 @@
+"""MLflow's scoring protocol (api/protocols/mlflow.py): every JSON input format, CSV, the
+probes, the model setting and the error shape."""
+
+from __future__ import annotations
+
+import pytest
+
+from factories import PATIENT, patient, patients
+from sepsis_api.schema import FEATURE_CODES
+
+MANY = [patient(ID=None, PL=90 + 10 * i, SK=None if i == 1 else 35) for i in range(3)]
+CSV_HEADER = ",".join(FEATURE_CODES)
+
+
+def rows(ps):
+    return [[p.get(c) for c in FEATURE_CODES] for p in ps]
+
+
+def error(r, status=400):
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error_code", "message"}, body
+    assert body["error_code"] == "BAD_REQUEST"
+    return body["message"]
+
+
+@pytest.fixture(scope="module")
+def ml(tmp_path_factory):
+    from fastapi.testclient import TestClient
+
+    from sepsis_api.api.app import create_app
+    from sepsis_api.config import Settings
+
+    data = tmp_path_factory.mktemp("mlflow")
+    with TestClient(
+        create_app(Settings(_env_file=None, data_dir=data, max_batch_rows=10)),
+        raise_server_exceptions=False,
+    ) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def v1(ml):
+    return [ml.post("/v1/predict", json=p).json()["predictions"][0]["probability"] for p in MANY]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {
+            "dataframe_split": {
+                "columns": list(FEATURE_CODES),
+                "index": [7, 8, 9],
+                "data": rows(MANY),
+            }
+        },
+        {"dataframe_split": {"columns": list(FEATURE_CODES), "data": rows(MANY)}},
+        {"dataframe_records": MANY},
+        {"instances": MANY},
+        {"instances": rows(MANY)},
+        {"inputs": {c: [p.get(c) for p in MANY] for c in FEATURE_CODES}},
+        {"inputs": MANY, "params": {}},
+    ],
+    ids=[
+        "split+index",
+        "split",
+        "records",
+        "instances",
+        "instances-rows",
+        "inputs-columns",
+        "inputs",
+    ],
+)
+def test_every_json_format_gives_v1s_estimates(ml, v1, body):
+    r = ml.post("/invocations", json=body)
+    assert r.status_code == 200, r.text
+    predictions = r.json()["predictions"]
+    assert [p["probability"] for p in predictions] == v1
+    assert set(predictions[0]) == {"probability", "label", "risk_band", "prediction_id"}
+
+
+def test_csv_body_gives_v1s_estimates_and_takes_ids(ml, v1):
+    lines = [f"ID,{CSV_HEADER}"] + [
+        f"M{i}," + ",".join("" if v is None else str(v) for v in row)
+        for i, row in enumerate(rows(MANY))
+    ]
+    r = ml.post(
+        "/invocations",
+        content="\r".join(lines).encode(),  # CR-only, like the shipped files
+        headers={"content-type": "text/csv; charset=utf-8"},
+    )
+    assert r.status_code == 200, r.text
+    predictions = r.json()["predictions"]
+    assert [p["probability"] for p in predictions] == v1
+    record = ml.get(f"/v1/predictions/{predictions[2]['prediction_id']}").json()
+    assert record["patient_id"] == "M2" and record["source"] == "mlflow"
+
+
+def test_probes_and_version(ml):
+    assert ml.get("/ping").status_code == 200
+    assert ml.get("/health").status_code == 200
+    assert ml.get("/version").text == ml.get("/").json()["version"]
+
+
+def test_the_model_is_a_setting(make_client):
+    client = make_client(mlflow_model="random_forest")
+    r = client.post("/invocations", json={"dataframe_records": [PATIENT]})
+    assert r.status_code == 200, r.text
+    record = client.get(f"/v1/predictions/{r.json()['predictions'][0]['prediction_id']}").json()
+    assert record["model"] == "random_forest"
+    wrong = make_client(mlflow_model="nope").post("/invocations", json={"inputs": [PATIENT]})
+    assert wrong.status_code == 503 and "SEPSIS_API_MLFLOW_MODEL" in wrong.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"dataframe_records": [patient(PL=700)]}, "patient 0, column PL, value 700: out of range"),
+        ({"dataframe_records": [PATIENT, patient(Age="old")]}, "patient 1, column Age, value old"),
+        ({"dataframe_records": [patient(PRG=None)]}, "column PRG: missing value"),
+        ({"dataframe_records": [patient(SK=...)] * 1 + [{"PRG": 1}]}, "missing column(s)"),
+        ({"instances": [PATIENT], "inputs": [PATIENT]}, "exactly one of the keys"),
+        ({"data": [PATIENT]}, "exactly one of the keys"),
+        ([PATIENT], "exactly one of the keys"),
+        ({"dataframe_split": {"columns": ["PRG"], "data": [[1, 2]]}}, "2 values for 1 columns"),
+        (
+            {"dataframe_split": {"columns": list(FEATURE_CODES), "data": rows(MANY), "index": [1]}},
+            "index must be a list of 3 labels",
+        ),
+        ({"dataframe_split": [1]}, "dataframe_split must be an object"),
+        ({"dataframe_records": [1, 2]}, "must be a list of objects"),
+        ({"instances": [[1, 2]]}, "a row holds 9"),
+        ({"inputs": []}, "non-empty list"),
+        ({"inputs": patients(11)}, "exceed the batch limit of 10"),
+    ],
+)
+def test_bad_json_is_a_bad_request_naming_the_problem(ml, body, words):
+    r = ml.post("/invocations", json=body)
+    assert words in error(r, 413 if "limit" in words else 400)
+
+
+def test_malformed_json_bad_csv_and_other_content_types(ml):
+    r = ml.post(
+        "/invocations", content=b'{"inputs": [', headers={"content-type": "application/json"}
+    )
+    assert "not valid JSON" in error(r)
+    csv = {"content-type": "text/csv"}
+    assert "missing column(s) PR" in error(
+        ml.post("/invocations", content=b"PRG,PL\n1,2\n", headers=csv)
+    )
+    bad = f"{CSV_HEADER}\n6,148,72,35,0,33.6,0.627,500,0\n".encode()
+    assert "row 1, column Age, value '500'" in error(
+        ml.post("/invocations", content=bad, headers=csv)
+    )
+    assert "no patients" in error(ml.post("/invocations", content=CSV_HEADER.encode(), headers=csv))
+    other = ml.post("/invocations", content=b"x", headers={"content-type": "text/plain"})
+    assert "unsupported content type" in error(other, 415)
