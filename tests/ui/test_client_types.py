@@ -23,6 +23,7 @@ MIRRORS: dict[str, str] = {
     "Prediction": "Prediction",
     "PredictResult": "PredictResponse",
     "HistoryRecord": "HistoryRecord",
+    "CurrentOutcome": "CurrentOutcome",
     "HistoryPage": "HistoryPage",
     "FieldError": "FieldError",
 }

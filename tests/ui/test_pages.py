@@ -354,6 +354,37 @@ def test_history_finds_a_record_by_id(live_server, open_page) -> None:
     assert any("no prediction with id" in e for e in texts(at, "error"))
 
 
+def test_history_records_an_outcome_and_shows_it(live_server, open_page) -> None:
+    reply = httpx.post(live_server.url + "/v1/predict", json={**PATIENT, "ID": "UI-OUTCOME"})
+    pid = reply.json()["predictions"][0]["prediction_id"]
+    at = open_page(live_server.url, "history")
+    at.text_input(key="hist_lookup").input(pid).run()
+    assert "No outcome recorded yet for this estimate." in texts(at, "caption")
+    at.button(key=f"out_save_{pid}").click().run()  # nothing chosen yet
+    assert any("Choose Positive or Negative" in w for w in texts(at, "warning"))
+
+    at.radio(key=f"out_choice_{pid}").set_value("Positive")
+    at.text_input(key=f"out_note_{pid}").input("blood culture positive")
+    at.button(key=f"out_save_{pid}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Outcome saved: **Positive**" in s for s in texts(at, "success"))
+    assert any(m.startswith("**Outcome: Positive**") for m in texts(at, "markdown"))
+    assert "Note: blood culture positive" in texts(at, "caption")
+    stored = httpx.get(f"{live_server.url}/v1/predictions/{pid}").json()["outcome"]
+    assert stored["outcome"] == "Positive" and stored["note"] == "blood culture positive"
+    assert stored["recorded_by"] == "anonymous"
+
+    # A new outcome supersedes it; the API keeps both revisions.
+    at.radio(key=f"out_choice_{pid}").set_value("Negative")
+    at.button(key=f"out_save_{pid}").click().run()
+    assert any(
+        m.startswith("**Outcome: Negative**") and "revision 2 of 2" in m
+        for m in texts(at, "markdown")
+    )
+    kept = httpx.get(f"{live_server.url}/v1/predictions/{pid}/outcomes").json()["revisions"]
+    assert [r["outcome"] for r in kept] == ["Positive", "Negative"]
+
+
 # -- Model --------------------------------------------------------------------------------------
 
 

@@ -80,6 +80,18 @@ class PredictResult(TypedDict):
     contribution_scale: str
 
 
+class CurrentOutcome(TypedDict):
+    prediction_id: str
+    revision: int
+    outcome: Literal["Positive", "Negative"]
+    observed_at: str | None
+    source: str | None
+    note: str | None
+    recorded_at: str
+    recorded_by: str
+    revisions: int
+
+
 class HistoryRecord(TypedDict):
     prediction_id: str
     created_at: str
@@ -95,6 +107,7 @@ class HistoryRecord(TypedDict):
     risk_band: Band
     inputs: dict[str, float | None]
     contributions: list[Contribution] | None
+    outcome: CurrentOutcome | None
 
 
 class HistoryPage(TypedDict):
@@ -266,6 +279,26 @@ class APIClient:
     def record(self, prediction_id: str) -> HistoryRecord:
         """``GET /v1/predictions/{id}``: one audit record with inputs and outputs."""
         return cast(HistoryRecord, self._json("GET", f"/v1/predictions/{prediction_id}"))
+
+    def record_outcome(
+        self,
+        prediction_id: str,
+        outcome: Literal["Positive", "Negative"],
+        *,
+        note: str | None = None,
+        source: str | None = None,
+    ) -> CurrentOutcome:
+        """``POST /v1/predictions/{id}/outcome``: the current outcome afterwards (a new
+        revision, or the current one unchanged when it already says the same)."""
+        body: dict[str, str] = {"outcome": outcome}
+        if note:
+            body["note"] = note
+        if source:
+            body["source"] = source
+        return cast(
+            CurrentOutcome,
+            self._json("POST", f"/v1/predictions/{prediction_id}/outcome", json=body),
+        )
 
 
 def _error_from(response: httpx.Response) -> APIError:

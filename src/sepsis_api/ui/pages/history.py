@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from sepsis_api.ui import common
-from sepsis_api.ui.client import APIError, APIUnreachable, HistoryRecord
+from sepsis_api.ui.client import APIError, APIUnreachable, CurrentOutcome, HistoryRecord
 
 PAGE_SIZES = (10, 25, 50, 100)
 
@@ -56,6 +56,79 @@ def _newer() -> None:
 
 def _first() -> None:
     ss["hist_cursors"] = [None]
+
+
+def _save_outcome(pid: str) -> None:
+    """Button callback: record the chosen outcome (runs before the page is drawn again, so
+    the record shown next already has it)."""
+    choice = ss.get(f"out_choice_{pid}")
+    if choice not in ("Positive", "Negative"):
+        ss["out_result"] = (pid, "warning", "Choose Positive or Negative first.")
+        return
+    note = str(ss.get(f"out_note_{pid}") or "").strip() or None
+    try:
+        saved = common.client().record_outcome(pid, choice, note=note)
+    except (APIError, APIUnreachable) as e:
+        ss["out_result"] = (pid, "problem", e)
+        return
+    words = (
+        f"Outcome saved: **{saved['outcome']}** "
+        f"(the current one, revision {saved['revision']} of {saved['revisions']})."
+    )
+    ss["out_result"] = (pid, "success", words)
+    ss[f"out_note_{pid}"] = ""
+
+
+def outcome_text(o: CurrentOutcome) -> str:
+    observed = f" · observed {when(o['observed_at'])}" if o["observed_at"] else ""
+    source = f" · from {o['source']}" if o["source"] else ""
+    revisions = f" · revision {o['revision']} of {o['revisions']}" if o["revisions"] > 1 else ""
+    return (
+        f"**Outcome: {o['outcome']}**{observed}{source} · recorded {when(o['recorded_at'])} "
+        f"by `{o['recorded_by']}`{revisions}"
+    )
+
+
+def show_outcome(r: HistoryRecord) -> None:
+    """The estimate's current outcome and a way to record it (a new revision supersedes it;
+    earlier ones stay in the audit log)."""
+    pid = r["prediction_id"]
+    st.markdown("**True outcome**")
+    current = r.get("outcome")
+    if current:
+        st.markdown(outcome_text(current))
+        if current["note"]:
+            st.caption(f"Note: {current['note']}")
+    else:
+        st.caption("No outcome recorded yet for this estimate.")
+    c = st.columns([1.3, 3, 1.2], vertical_alignment="bottom")
+    c[0].radio(
+        "Did the patient develop sepsis?",
+        ["Positive", "Negative"],
+        index=None,
+        horizontal=True,
+        key=f"out_choice_{pid}",
+    )
+    c[1].text_input(
+        "Note (optional)", key=f"out_note_{pid}", max_chars=2000, placeholder="e.g. culture result"
+    )
+    c[2].button(
+        "Record outcome" if not current else "Record a new outcome",
+        key=f"out_save_{pid}",
+        on_click=_save_outcome,
+        args=(pid,),
+        icon=":material/fact_check:",
+        width="stretch",
+    )
+    result = ss.get("out_result")
+    if result and result[0] == pid:
+        _, kind, payload = result
+        if kind == "problem":
+            common.show_problem(payload)
+        elif kind == "warning":
+            st.warning(payload, icon=":material/warning:")
+        else:
+            st.success(payload, icon=":material/check_circle:")
 
 
 def show_record(r: HistoryRecord) -> None:
@@ -108,6 +181,7 @@ def show_record(r: HistoryRecord) -> None:
                     "computed when an estimate is requested with explanations, as the "
                     "Predict page does; batch estimates do not have them)."
                 )
+        show_outcome(r)
 
 
 st.caption(
@@ -180,6 +254,7 @@ else:
                 "Risk": 100 * r["probability"],
                 "Band": common.BANDS.get(r["risk_band"], {"words": r["risk_band"]})["words"],
                 "Label": r["label"],
+                "Outcome": outcome["outcome"] if (outcome := r.get("outcome")) else "–",
                 "Source": r["source"],
                 "Caller": r["caller"],
                 "Prediction ID": r["prediction_id"],
