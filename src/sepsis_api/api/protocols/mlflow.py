@@ -42,11 +42,9 @@ def _render(status: int, message: str, headers: Mapping[str, str] | None) -> Res
 
 
 router = APIRouter(tags=["MLflow scoring protocol"], route_class=error_route(_render))
+# Described in words only: the app documents every 4xx *schema* as /v1's ErrorResponse.
 MLFLOW_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {
-        "description": text,
-        "content": {"application/json": {"example": {"error_code": kind, "message": example}}},
-    }
+    code: {"description": f'{text} Body: `{{"error_code": "{kind}", "message": "{example}"}}`.'}
     for code, kind, text, example in (
         (400, "BAD_REQUEST", "Invalid input, named.", "patient 0, column PL, value 700: ..."),
         (401, "UNAUTHENTICATED", "Missing or invalid API key.", "missing or invalid API key"),
