@@ -206,3 +206,13 @@ def test_malformed_json_and_no_content_type_are_handled(v2):
         headers={"content-type": ""},
     )
     assert r.status_code == 200, r.text
+
+
+def test_pd_form_takes_patient_ids_and_curl_s_form_content_type(v2):
+    body = columns([PATIENT])
+    body["inputs"].append({"name": "ID", "datatype": "BYTES", "shape": [1], "data": ["W7"]})
+    form = {"content-type": "application/x-www-form-urlencoded"}  # what curl -d sends
+    r = infer(v2, body, headers=form)
+    assert r.status_code == 200, r.text
+    record = v2.get(f"/v1/predictions/{output(r, 'prediction_id')['data'][0]}").json()
+    assert record["patient_id"] == "W7" and record["source"] == "v2"
