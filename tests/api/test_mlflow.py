@@ -128,6 +128,15 @@ def test_the_model_is_a_setting(make_client):
             "index must be a list of 3 labels",
         ),
         ({"dataframe_split": [1]}, "dataframe_split must be an object"),
+        (
+            {
+                "dataframe_split": {
+                    "columns": [*FEATURE_CODES, "PL"],
+                    "data": [[*rows([PATIENT])[0], 1]],
+                }
+            },
+            "PL given twice",
+        ),
         ({"dataframe_records": [1, 2]}, "must be a list of objects"),
         ({"instances": [[1, 2]]}, "a row holds 9"),
         ({"inputs": []}, "non-empty list"),

@@ -209,6 +209,9 @@ def _split(value: Any) -> pd.DataFrame:
     columns, data, index = value["columns"], value["data"], value.get("index")
     if type(columns) is not list or not all(type(c) is str for c in columns):
         raise ProtocolError(400, "dataframe_split.columns must be a list of column names")
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:
+        raise ProtocolError(400, f"dataframe_split.columns: {', '.join(twice)} given twice")
     if type(data) is not list or not all(type(r) is list for r in data):
         raise ProtocolError(400, "dataframe_split.data must be a list of rows (lists)")
     for i, row in enumerate(data):

@@ -11,6 +11,7 @@ are always JSON. Every estimate is scored and audited by Service.predict_batch (
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -273,18 +274,24 @@ def _split_body(body: bytes, headers: Mapping[str, str]) -> tuple[dict[str, Any]
 
 
 def _flat(data: Any) -> Iterator[Any]:
-    if type(data) is list:
-        for item in data:
-            yield from _flat(item)
-    else:
-        yield data
+    """The leaves of nested lists in row-major order (iterative: nesting depth is the
+    client's)."""
+    stack: list[Iterator[Any]] = [iter([data])]
+    while stack:
+        for item in stack[-1]:
+            if type(item) is list:
+                stack.append(iter(item))
+                break
+            yield item
+        else:
+            stack.pop()
 
 
 def _values(inp: dict[str, Any], binary: bytes, offset: int) -> tuple[np.ndarray, int]:
     """One input's values, flat, as float64 (NaN where the JSON says null), and the offset of
     the next input's binary data."""
     name, datatype, shape = inp["name"], inp["datatype"], inp["shape"]
-    count = int(np.prod(shape)) if shape else 1
+    count = math.prod(shape)
     params = inp.get("parameters") or {}
     if not isinstance(params, dict):
         raise ProtocolError(400, f"input {name!r}: parameters must be a JSON object")
