@@ -453,3 +453,17 @@ def _item(pid: str, value: str):
     from sepsis_api.db.outcomes import OutcomeIn
 
     return OutcomeIn(pid, value)
+
+
+def test_nul_characters_are_refused_or_unknown_not_a_database_error(api):
+    """PostgreSQL cannot store or compare text with NUL: a 422 for the text fields, and an id
+    with one is simply unknown."""
+    [pid] = predict(api)
+    r = outcome(api, pid, outcome="Positive", note="a\x00b")
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "note"
+    assert outcome(api, "a%00b", outcome="Positive").status_code == 404
+    r = api.post(
+        "/v1/outcomes", json={"outcomes": [{"prediction_id": "x\x00", "outcome": "Positive"}]}
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "prediction_id"
+    assert revisions(api, pid) == []

@@ -253,6 +253,9 @@ def rfc3339(value: object) -> datetime | None:
 
 
 def _blank_is_none(value: object) -> object:
+    """Blank text is text left out; a NUL character (which PostgreSQL cannot store) is a 422."""
+    if isinstance(value, str) and "\x00" in value:
+        raise PydanticCustomError("no_nul", "Input should be text without NUL characters")
     return None if isinstance(value, str) and not value.strip() else value
 
 

@@ -127,6 +127,7 @@ class OutcomeLog:
     @staticmethod
     def _known(conn: Connection, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
+        ids = [i for i in ids if "\x00" not in i]  # never an id; PostgreSQL refuses NUL
         for chunk in _chunks(ids):
             found.update(conn.scalars(select(Prediction.id).where(Prediction.id.in_(chunk))))
         return found
