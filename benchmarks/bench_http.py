@@ -1,6 +1,6 @@
 """HTTP throughput and latency of the API against the bare HTTP stack, driven by wrk.
 
-Three targets, each a real server process on 127.0.0.1 (a free port), started and stopped here:
+Five targets, each a real server process on 127.0.0.1 (a free port), started and stopped here:
 
   (a) baseline   benchmarks/baseline_app.py: FastAPI + uvicorn, validates the body as the
                  project's Patient model and returns a constant JSON object (the ceiling;
@@ -10,8 +10,12 @@ Three targets, each a real server process on 127.0.0.1 (a free port), started an
                  SEPSIS_API_SQLITE_SYNCHRONOUS, and a second one (its own database) with the
                  other level (NORMAL: sync at checkpoints; FULL: sync every commit)
   (c) all        the first server, POST /v1/predict?model=all
+  (d) v2         the first server, POST /v2/models/default/infer (Open Inference V2, one
+                 FP64 tensor [1, 9], JSON), at concurrency 16 only
+  (e) mlflow     the first server, POST /invocations (dataframe_split, one patient), at
+                 concurrency 16 only
 
-Each target runs at concurrency 1, 16 and 64 for --duration seconds after a 1 s warm-up. The
+Each of (a) to (c) runs at concurrency 1, 16 and 64 for --duration seconds after a 1 s warm-up. The
 table gives requests/s, p50 and p99 latency, errors, and ratios against (a) at the same
 concurrency. Then one JSON call to POST /v1/predict/batch with 10,000 patients is timed on each
 sepsis-api server. This is not a test: it asserts nothing. Needs `wrk`
@@ -403,10 +407,11 @@ def measure(
     seconds: int,
     rows: list[Row],
     on_run: OnRun | None = None,
+    concurrencies: tuple[int, ...] = CONCURRENCY,
 ) -> None:
     """Warm up, then measure one target at each concurrency."""
     url = f"http://{HOST}:{port}{path}"
-    for c in CONCURRENCY:
+    for c in concurrencies:
         warm = run_wrk(url, body_file, c, WARMUP_S)
         before = on_run(warm, c, None) if on_run else None
         result = run_wrk(url, body_file, c, seconds)
@@ -533,6 +538,18 @@ def default_synchronous() -> str:
     return str(Settings.model_fields["sqlite_synchronous"].default)
 
 
+def protocol_bodies() -> list[tuple[str, str, dict[str, object]]]:
+    """(label, path, JSON body) of the protocol targets: the same patient as (b)."""
+    codes = [k for k in PATIENT if k != "ID"]
+    row = [PATIENT[c] for c in codes]
+    v2 = {"inputs": [{"name": "features", "datatype": "FP64", "shape": [1, 9], "data": row}]}
+    mlflow = {"dataframe_split": {"columns": codes, "data": [row]}}
+    return [
+        ("(d) v2 infer", "/v2/models/default/infer", v2),
+        ("(e) mlflow invocations", "/invocations", mlflow),
+    ]
+
+
 def measure_sepsis_api(
     tmp: Path,
     synchronous: str,
@@ -602,6 +619,19 @@ def measure_sepsis_api(
                 rows,
                 audit_check(n_models),
             )
+            for label, path, body in protocol_bodies():
+                protocol_file = tmp / f"{label[:3].strip('()')}.json"
+                protocol_file.write_bytes(json.dumps(body, separators=(",", ":")).encode())
+                measure(
+                    label,
+                    port,
+                    path,
+                    protocol_file,
+                    seconds,
+                    rows,
+                    audit_check(1),
+                    concurrencies=(16,),
+                )
         _, batch_rows, batch = measure_batch(port, level)
         expected += batch_rows
         total = settled_rows(db)
