@@ -297,6 +297,13 @@ class OutcomeRequest(BaseModel):
 
 
 class OutcomeBatchItem(OutcomeRequest):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"prediction_id": "019ad1c2-3f4b-7000-8000-0123456789ab", "outcome": "Negative"}
+            ]
+        }
+    )
     prediction_id: str = Field(
         max_length=64, description="The `prediction_id` of a recorded estimate."
     )
