@@ -318,3 +318,23 @@ def test_validate_frame_keeps_valid_rows_and_lists_invalid_ones():
     offset = validate_frame(frame, first_row=11, want_label=True)
     np.testing.assert_array_equal(offset.rows, [11, 13, 15])
     assert [e.row for e in offset.errors] == [12, 14]
+
+
+def test_validate_matrix_applies_validate_frames_rules_without_a_table():
+    from sepsis_api.ml.data import validate_matrix
+    from sepsis_api.schema import FEATURE_CODES
+
+    X = np.array(
+        [
+            [6, 148, 72, 35, 0, 33.6, 0.627, 50, 0],
+            [6, 700, 72, 35, 0, 33.6, 0.627, 50, 0],  # PL out of range
+            [np.nan, 148, 72, 35, 0, 33.6, 0.627, 50, 0],  # PRG required
+            [6, 148, 72, np.nan, 0, 33.6, 0.627, 50, 1],  # SK not measured: fine
+            [6, 148, 72, 35, 0, 33.6, 0.627, np.inf, 2],  # Age infinite, Insurance 2
+        ]
+    )
+    fast = validate_matrix(X, ["a", "b", "c", "d", "e"])
+    table = validate_frame(pd.DataFrame(X, columns=list(FEATURE_CODES)))
+    assert fast.errors == table.errors and len(fast.errors) == 3
+    assert np.array_equal(fast.X, table.X, equal_nan=True) and fast.ids == ["a", "d"]
+    assert fast.rows.tolist() == table.rows.tolist() == [1, 4]

@@ -119,16 +119,40 @@ def _validate_feature(
         empty = (text == "").to_numpy()
         values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
-    def flag(mask: np.ndarray, value: Callable[[int], str], reason: str) -> None:
-        for i in np.flatnonzero(mask):
-            errors.setdefault(int(i), RowError(int(rows[i]), f.code, value(int(i)), reason))
-
     if text is not None:
-        flag(
+        _flag(
+            f,
+            rows,
+            errors,
             np.isnan(values) & ~empty,
             lambda i: str(text.iloc[i]),
             f"not a number; {f.code} is {f.rule}",
         )
+    _check_values(f, values, empty, rows, errors)
+    return values
+
+
+def _flag(
+    f: Feature,
+    rows: np.ndarray,
+    errors: dict[int, RowError],
+    mask: np.ndarray,
+    value: Callable[[int], str],
+    reason: str,
+) -> None:
+    for i in np.flatnonzero(mask):
+        errors.setdefault(int(i), RowError(int(rows[i]), f.code, value(int(i)), reason))
+
+
+def _check_values(
+    f: Feature, values: np.ndarray, empty: np.ndarray, rows: np.ndarray, errors: dict[int, RowError]
+) -> None:
+    """The schema's rules for one feature's numbers: required where it is not nullable, within
+    range (or one of its choices), finite."""
+
+    def flag(mask: np.ndarray, value: Callable[[int], str], reason: str) -> None:
+        _flag(f, rows, errors, mask, value, reason)
+
     if not f.nullable:
         flag(empty, lambda i: "", f"missing value; {f.code} is required ({f.rule})")
     finite = np.isfinite(values)
@@ -138,7 +162,28 @@ def _validate_feature(
         bad = finite & ((values < f.minimum) | (values > f.maximum))
     bad |= np.isinf(values)
     flag(bad, lambda i: f"{values[i]:g}", f"out of range; {f.code} is {f.rule}")
-    return values
+
+
+def validate_matrix(X: np.ndarray, ids: list[str | None] | None = None) -> Batch:
+    """A numeric matrix in schema order (NaN = not measured), validated by the same rules as
+    ``validate_frame`` without building a table (the protocol adapters' tensors)."""
+    X = np.asarray(X, dtype=np.float64)
+    n = len(X)
+    rows = np.arange(1, n + 1)
+    errors: dict[int, RowError] = {}
+    for j, f in enumerate(FEATURES):
+        _check_values(f, X[:, j], np.isnan(X[:, j]), rows, errors)
+    ids = ids if ids is not None else [None] * n
+    if not errors:
+        return Batch(X=X, ids=ids, rows=rows)
+    keep = np.ones(n, dtype=bool)
+    keep[list(errors)] = False
+    return Batch(
+        X=X[keep],
+        ids=[ids[i] for i in np.flatnonzero(keep)],
+        rows=rows[keep],
+        errors=[errors[i] for i in sorted(errors)],
+    )
 
 
 def validate_frame(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -15,7 +16,7 @@ from starlette.exceptions import HTTPException
 
 from sepsis_api.api.errors import APIError
 from sepsis_api.api.service import Service, ValidatedPatients
-from sepsis_api.ml.data import DataError, RowError, validate_frame
+from sepsis_api.ml.data import Batch, DataError, RowError, validate_frame, validate_matrix
 
 Render = Callable[[int, str, Mapping[str, str] | None], Response]
 
@@ -68,14 +69,35 @@ def validated(
     """The patients of ``frame`` (columns: feature codes or names, optional ID) validated by the
     schema's rules; any invalid value refuses the whole call (400) naming the first problem via
     ``where`` and counting the rest; missing columns are worded by ``missing``."""
-    if len(frame) > max_rows:
-        raise ProtocolError(413, f"{len(frame)} patients exceed the batch limit of {max_rows}")
-    if frame.empty:
-        raise ProtocolError(400, "no patients in the request")
+    _count(len(frame), max_rows)
     try:
         batch = validate_frame(frame)
     except DataError as e:
         raise ProtocolError(400, missing(e.columns) if e.columns else str(e)) from None
+    return _checked(batch, where)
+
+
+def validated_matrix(
+    X: np.ndarray,
+    ids: list[str | None] | None,
+    *,
+    where: Callable[[RowError], str],
+    max_rows: int,
+) -> ValidatedPatients:
+    """``validated`` for a numeric matrix in schema order (ml/data.validate_matrix: the same
+    rules without building a table)."""
+    _count(len(X), max_rows)
+    return _checked(validate_matrix(X, ids), where)
+
+
+def _count(n: int, max_rows: int) -> None:
+    if n > max_rows:
+        raise ProtocolError(413, f"{n} patients exceed the batch limit of {max_rows}")
+    if n == 0:
+        raise ProtocolError(400, "no patients in the request")
+
+
+def _checked(batch: Batch, where: Callable[[RowError], str]) -> ValidatedPatients:
     if batch.errors:
         more = len(batch.errors) - 1
         rest = f" (and {more} more problem(s); nothing was scored)" if more else ""

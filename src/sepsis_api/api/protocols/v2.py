@@ -17,13 +17,17 @@ from typing import Any
 
 import numpy as np
 import orjson
-import pandas as pd
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from sepsis_api import __version__
 from sepsis_api.api.errors import json_response
-from sepsis_api.api.protocols.common import ProtocolError, error_route, service, validated
+from sepsis_api.api.protocols.common import (
+    ProtocolError,
+    error_route,
+    service,
+    validated_matrix,
+)
 from sepsis_api.api.security import caller_id
 from sepsis_api.ml.data import RowError
 from sepsis_api.ml.scoring import ServedModel, UnknownModel, resolve
@@ -360,7 +364,7 @@ def _parse(doc: dict[str, Any], binary: bytes, max_rows: int) -> tuple[Any, list
         or len(inputs) > 1
         or feature_for(inputs[0]["name"]) is not None
     )
-    frame = _columns(inputs, binary) if pd_form else _matrix(inputs[0], binary)
+    X, ids = _columns(inputs, binary) if pd_form else (_matrix(inputs[0], binary), None)
     if pd_form:
 
         def where(e: RowError) -> str:
@@ -377,16 +381,10 @@ def _parse(doc: dict[str, Any], binary: bytes, max_rows: int) -> tuple[Any, list
                 f"{column}): {value}{e.reason}"
             )
 
-    def missing(columns: list[str]) -> str:
-        return (
-            f"missing input(s) {', '.join(columns)}: with content_type 'pd' send one input per "
-            f"feature, named {', '.join(FEATURE_CODES)}"
-        )
-
-    return validated(frame, where=where, missing=missing, max_rows=max_rows), outputs
+    return validated_matrix(X, ids, where=where, max_rows=max_rows), outputs
 
 
-def _matrix(inp: dict[str, Any], binary: bytes) -> pd.DataFrame:
+def _matrix(inp: dict[str, Any], binary: bytes) -> np.ndarray:
     name, shape, datatype = inp["name"], inp["shape"], inp["datatype"]
     if datatype not in _TENSOR_TYPES:
         raise ProtocolError(
@@ -402,12 +400,15 @@ def _matrix(inp: dict[str, Any], binary: bytes) -> pd.DataFrame:
     values, end = _values(inp, binary, 0)
     if end != len(binary):
         raise ProtocolError(400, f"{len(binary) - end} bytes of binary data belong to no input")
-    return pd.DataFrame(values.reshape(shape), columns=list(FEATURE_CODES))
+    return values.reshape(shape)
 
 
-def _columns(inputs: list[dict[str, Any]], binary: bytes) -> pd.DataFrame:
+def _columns(
+    inputs: list[dict[str, Any]], binary: bytes
+) -> tuple[np.ndarray, list[str | None] | None]:
     """MLServer's pandas form: one input per feature (and optionally ID), each of shape [N]."""
-    columns: dict[str, Any] = {}
+    columns: dict[str, np.ndarray] = {}
+    ids: list[str | None] | None = None
     offset, n = 0, None
     for inp in inputs:
         name, shape, datatype = inp["name"], inp["shape"], inp["datatype"]
@@ -424,7 +425,6 @@ def _columns(inputs: list[dict[str, Any]], binary: bytes) -> pd.DataFrame:
             ids = list(_flat(inp["data"]))
             if len(ids) != n or not all(type(v) is str for v in ids):
                 raise ProtocolError(400, f"input 'ID': shape {shape} needs {n} strings")
-            columns[ID_COLUMN] = ids
             continue
         feature = feature_for(name)
         if feature is None:
@@ -442,7 +442,14 @@ def _columns(inputs: list[dict[str, Any]], binary: bytes) -> pd.DataFrame:
         columns[feature.code], offset = _values(inp, binary, offset)
     if offset != len(binary):
         raise ProtocolError(400, f"{len(binary) - offset} bytes of binary data belong to no input")
-    return pd.DataFrame(columns)
+    missing = [c for c in FEATURE_CODES if c not in columns]
+    if missing:
+        raise ProtocolError(
+            400,
+            f"missing input(s) {', '.join(missing)}: with content_type 'pd' send one input per "
+            f"feature, named {', '.join(FEATURE_CODES)}",
+        )
+    return np.column_stack([columns[c] for c in FEATURE_CODES]), ids
 
 
 def _outputs(raw: Any) -> list[str]:
