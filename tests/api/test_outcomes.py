@@ -462,6 +462,7 @@ def test_nul_characters_are_refused_or_unknown_not_a_database_error(api):
     r = outcome(api, pid, outcome="Positive", note="a\x00b")
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "note"
     assert outcome(api, "a%00b", outcome="Positive").status_code == 404
+    assert api.get("/v1/predictions/a%00b").status_code == 404
     r = api.post(
         "/v1/outcomes", json={"outcomes": [{"prediction_id": "x\x00", "outcome": "Positive"}]}
     )

@@ -207,6 +207,8 @@ async def get_prediction(prediction_id: str, request: Request) -> Response:
     audit, outcomes = request.app.state.service.audit, _outcomes(request)
 
     def one() -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        if "\x00" in prediction_id:  # never an id (they are generated); PostgreSQL refuses NUL
+            return None, None
         row = audit.get(prediction_id[:64])
         return row, outcomes.current([row["id"]]).get(row["id"]) if row else None
 
