@@ -164,3 +164,19 @@ def test_malformed_json_bad_csv_and_other_content_types(ml):
     assert "no patients" in error(ml.post("/invocations", content=CSV_HEADER.encode(), headers=csv))
     other = ml.post("/invocations", content=b"x", headers={"content-type": "text/plain"})
     assert "unsupported content type" in error(other, 415)
+
+
+def test_numbers_only_shortcut_and_the_data_frame_route_agree(ml):
+    """Exact feature columns take a shortcut without pandas; an extra column takes the data
+    frame route. Both give the same estimates and the same words for the same problem."""
+    for changes in ({}, {"PL": 700}, {"PRG": None}):
+        exact = ml.post("/invocations", json={"dataframe_records": [patient(ID=..., **changes)]})
+        extra = ml.post(
+            "/invocations", json={"dataframe_records": [patient(ID=..., note="x", **changes)]}
+        )
+        assert exact.status_code == extra.status_code
+        if exact.status_code == 200:
+            p = [r.json()["predictions"][0]["probability"] for r in (exact, extra)]
+            assert p[0] == p[1]
+        else:
+            assert exact.json() == extra.json()

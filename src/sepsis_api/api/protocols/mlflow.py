@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 from fastapi import APIRouter, Depends, Request
@@ -22,14 +23,21 @@ from starlette.concurrency import run_in_threadpool
 
 from sepsis_api import __version__
 from sepsis_api.api.errors import APIError, json_response
-from sepsis_api.api.protocols.common import ProtocolError, error_route, service, validated
+from sepsis_api.api.protocols.common import (
+    ProtocolError,
+    error_route,
+    service,
+    validated,
+    validated_matrix,
+)
 from sepsis_api.api.security import caller_id
 from sepsis_api.api.service import ValidatedPatients
 from sepsis_api.ml.data import DataError, RowError, read_csv_bytes
-from sepsis_api.schema import FEATURE_CODES
+from sepsis_api.schema import FEATURE_CODES, ID_COLUMN
 
 SOURCE = "mlflow"
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+_SPLIT_KEYS = {"columns", "data", "index"}
 _CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 404: "RESOURCE_DOES_NOT_EXIST"}
 
 
@@ -161,8 +169,58 @@ def _json_patients(body: bytes, max_rows: int) -> ValidatedPatients:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as e:
         raise ProtocolError(400, f"the request body is not valid JSON: {e}") from None
+    fast = _numbers_only(doc)
+    if fast is not None:
+        return validated_matrix(*fast, where=_where_json, max_rows=max_rows)
     frame = _frame(doc)
     return validated(frame, where=_where_json, missing=_missing, max_rows=max_rows)
+
+
+def _numbers_only(doc: Any) -> tuple[np.ndarray, list[str | None]] | None:
+    """The common case without a data frame: ``dataframe_split`` or records whose columns are
+    exactly the feature codes (and maybe ID), every value a number or null, IDs distinct
+    strings. Anything else is None: the data frame route reads it (and words its problems)."""
+    if type(doc) is not dict or len(doc) != 1:
+        return None
+    key, value = next(iter(doc.items()))
+    if key == "dataframe_split":
+        if type(value) is not dict or not {"columns", "data"} <= set(value) <= _SPLIT_KEYS:
+            return None
+        columns, rows, index = value["columns"], value["data"], value.get("index")
+        if type(columns) is not list or type(rows) is not list:
+            return None
+        if index is not None and (type(index) is not list or len(index) != len(rows)):
+            return None
+    elif key in FORMATS and type(value) is list and value and type(value[0]) is dict:
+        columns = list(value[0])
+        if not all(type(r) is dict and list(r) == columns for r in value):
+            return None
+        rows = [list(r.values()) for r in value]
+    else:
+        return None
+    if len(set(columns)) != len(columns) or sorted(c for c in columns if c != ID_COLUMN) != sorted(
+        FEATURE_CODES
+    ):
+        return None
+    order = [columns.index(c) for c in FEATURE_CODES]
+    at = columns.index(ID_COLUMN) if ID_COLUMN in columns else None
+    X: list[list[Any]] = []
+    ids: list[str | None] = []
+    for r in rows:
+        if type(r) is not list or len(r) != len(columns):
+            return None
+        values = [r[i] for i in order]
+        if not all(v is None or type(v) in (int, float) for v in values):
+            return None
+        ident = None if at is None else r[at]
+        if ident is not None and type(ident) is not str:
+            return None
+        X.append(values)
+        ids.append(ident)
+    given = [i for i in ids if i is not None]
+    if not X or len(set(given)) != len(given):
+        return None
+    return np.array(X, dtype=np.float64), ids
 
 
 def _csv_patients(body: bytes, max_rows: int) -> ValidatedPatients:
