@@ -93,3 +93,21 @@ def test_errors_reach_the_client_with_the_servers_words(client):
         client.infer("default", [features])
     with pytest.raises(InferenceServerException, match="unknown model 'nope'"):
         client.infer("nope", [features])
+
+
+def test_access_log_names_each_protocol_route(live_server):
+    row = [PATIENT[c] for c in FEATURE_CODES]
+    v2 = {"inputs": [{"name": "features", "datatype": "FP64", "shape": [1, 9], "data": row}]}
+    with httpx.Client(base_url=live_server.url, timeout=30) as http:
+        a = http.post("/v2/models/default/infer", json=v2, headers={"X-Request-ID": "proto-v2"})
+        b = http.post(
+            "/invocations",
+            json={"dataframe_records": [PATIENT]},
+            headers={"X-Request-ID": "proto-mlflow"},
+        )
+    assert a.status_code == b.status_code == 200
+    lines = live_server.wait_for_access("proto-v2", "proto-mlflow")
+    assert lines["proto-v2"]["route"] == "/v2/models/{model}/infer"
+    assert lines["proto-mlflow"]["route"] == "/invocations"
+    assert lines["proto-v2"]["model_version"] is not None
+    assert lines["proto-v2"]["model_version"] == lines["proto-mlflow"]["model_version"]
