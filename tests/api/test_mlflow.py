@@ -180,3 +180,22 @@ def test_numbers_only_shortcut_and_the_data_frame_route_agree(ml):
             assert p[0] == p[1]
         else:
             assert exact.json() == extra.json()
+
+
+def test_payloads_as_pandas_writes_them_for_mlflow_clients(ml, v1):
+    """MLflow's clients serialise a DataFrame with pandas: orient=split (with its index),
+    records, and CSV; all three are read as they are written."""
+    import json
+
+    import pandas as pd
+
+    frame = pd.DataFrame(rows(MANY), columns=list(FEATURE_CODES), index=[10, 11, 12])
+    split = json.loads(frame.to_json(orient="split"))
+    records = json.loads(frame.to_json(orient="records"))
+    for body in ({"dataframe_split": split}, {"dataframe_records": records}):
+        r = ml.post("/invocations", json=body)
+        assert r.status_code == 200, r.text
+        assert [p["probability"] for p in r.json()["predictions"]] == v1
+    csv = frame.to_csv(index=False).encode()
+    r = ml.post("/invocations", content=csv, headers={"content-type": "text/csv"})
+    assert [p["probability"] for p in r.json()["predictions"]] == v1
