@@ -199,3 +199,14 @@ def test_payloads_as_pandas_writes_them_for_mlflow_clients(ml, v1):
     csv = frame.to_csv(index=False).encode()
     r = ml.post("/invocations", content=csv, headers={"content-type": "text/csv"})
     assert [p["probability"] for p in r.json()["predictions"]] == v1
+
+
+def test_a_large_body_is_read_off_the_loop_with_the_same_result(ml, v1):
+    import json
+
+    body = json.dumps({"dataframe_records": MANY}).encode() + b" " * 40_000
+    r = ml.post("/invocations", content=body, headers={"content-type": "application/json"})
+    assert [p["probability"] for p in r.json()["predictions"]] == v1
+    bad = json.dumps({"dataframe_records": [patient(PL=700)]}).encode() + b" " * 40_000
+    r = ml.post("/invocations", content=bad, headers={"content-type": "application/json"})
+    assert "column PL, value 700" in error(r)

@@ -216,3 +216,11 @@ def test_pd_form_takes_patient_ids_and_curl_s_form_content_type(v2):
     assert r.status_code == 200, r.text
     record = v2.get(f"/v1/predictions/{output(r, 'prediction_id')['data'][0]}").json()
     assert record["patient_id"] == "W7" and record["source"] == "v2"
+
+
+def test_a_large_body_is_read_off_the_loop_with_the_same_result(v2):
+    body = json.dumps({"inputs": [tensor([ROW])]}).encode()
+    small, large = infer(v2, body), infer(v2, body + b" " * 40_000)  # parsed in a thread
+    assert output(small, "probability")["data"] == output(large, "probability")["data"]
+    bad = json.dumps({"inputs": [tensor([[None, *ROW[1:]]])]}).encode() + b" " * 40_000
+    assert "PRG is required" in error(infer(v2, bad))

@@ -4,7 +4,7 @@ table of patients by the one feature schema (ml/data.validate_frame) into Valida
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -12,12 +12,14 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from sepsis_api.api.errors import APIError
 from sepsis_api.api.service import Service, ValidatedPatients
 from sepsis_api.ml.data import Batch, DataError, RowError, validate_frame, validate_matrix
 
+T = TypeVar("T")
 Render = Callable[[int, str, Mapping[str, str] | None], Response]
 
 
@@ -52,6 +54,17 @@ def error_route(render: Render) -> type[APIRoute]:
             return run
 
     return ProtocolRoute
+
+
+SMALL_BODY_BYTES = 32_768  # parsed on the event loop; a larger body in a worker thread
+
+
+async def parse_body(parse: Callable[..., T], body: bytes, *args: Any) -> T:
+    """``parse(body, *args)``: on the loop for a small body (a thread hop costs more than
+    parsing a few patients), in a worker thread for a large one (the loop stays free)."""
+    if len(body) <= SMALL_BODY_BYTES:
+        return parse(body, *args)
+    return await run_in_threadpool(parse, body, *args)
 
 
 def service(request: Request) -> Service:

@@ -19,13 +19,13 @@ import orjson
 import pandas as pd
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from sepsis_api import __version__
 from sepsis_api.api.errors import APIError, json_response
 from sepsis_api.api.protocols.common import (
     ProtocolError,
     error_route,
+    parse_body,
     service,
     validated,
     validated_matrix,
@@ -124,9 +124,9 @@ async def invocations(request: Request, caller: str = Depends(caller_id)) -> Res
     max_rows = request.app.state.settings.max_batch_rows
     body = await request.body()
     if ctype == "application/json":
-        patients = await run_in_threadpool(_json_patients, body, max_rows)
+        patients = await parse_body(_json_patients, body, max_rows)
     elif ctype == "text/csv":
-        patients = await run_in_threadpool(_csv_patients, body, max_rows)
+        patients = await parse_body(_csv_patients, body, max_rows)
     else:
         raise ProtocolError(
             415,

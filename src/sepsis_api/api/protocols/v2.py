@@ -25,10 +25,12 @@ from sepsis_api.api.errors import json_response
 from sepsis_api.api.protocols.common import (
     ProtocolError,
     error_route,
+    parse_body,
     service,
     validated_matrix,
 )
 from sepsis_api.api.security import caller_id
+from sepsis_api.api.service import ValidatedPatients
 from sepsis_api.ml.data import RowError
 from sepsis_api.ml.scoring import ServedModel, UnknownModel, resolve
 from sepsis_api.schema import FEATURE_CODES, FEATURES, ID_COLUMN, LABEL_POSITIVE, feature_for
@@ -220,8 +222,8 @@ async def version_infer(
 
 async def _infer(request: Request, model: str, version: str | None, caller: str) -> Response:
     served = _model(request, model, version)
-    doc, binary = _split_body(await request.body(), request.headers)
-    patients, outputs = _parse(doc, binary, request.app.state.settings.max_batch_rows)
+    body, max_rows = await request.body(), request.app.state.settings.max_batch_rows
+    doc, patients, outputs = await parse_body(_read, body, request.headers, max_rows)
     result = await service(request).predict_batch(
         patients,
         served,
@@ -250,6 +252,15 @@ async def _infer(request: Request, model: str, version: str | None, caller: str)
         ],
     }
     return json_response(reply)
+
+
+def _read(
+    body: bytes, headers: Mapping[str, str], max_rows: int
+) -> tuple[dict[str, Any], ValidatedPatients, list[str]]:
+    """(the JSON document, its validated patients, the output names) of an infer request."""
+    doc, binary = _split_body(body, headers)
+    patients, outputs = _parse(doc, binary, max_rows)
+    return doc, patients, outputs
 
 
 def _split_body(body: bytes, headers: Mapping[str, str]) -> tuple[dict[str, Any], bytes]:
@@ -351,7 +362,9 @@ def _check_input(inp: Any, i: int) -> dict[str, Any]:
     return inp
 
 
-def _parse(doc: dict[str, Any], binary: bytes, max_rows: int) -> tuple[Any, list[str]]:
+def _parse(
+    doc: dict[str, Any], binary: bytes, max_rows: int
+) -> tuple[ValidatedPatients, list[str]]:
     """(validated patients, the output names to return) of an infer request."""
     raw = doc.get("inputs")
     if type(raw) is not list or not raw:
