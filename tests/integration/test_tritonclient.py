@@ -111,3 +111,25 @@ def test_access_log_names_each_protocol_route(live_server):
     assert lines["proto-mlflow"]["route"] == "/invocations"
     assert lines["proto-v2"]["model_version"] is not None
     assert lines["proto-v2"]["model_version"] == lines["proto-mlflow"]["model_version"]
+
+
+def test_with_keys_the_client_needs_one_and_the_probes_stay_open(tmp_path):
+    from server import ServerProcess
+
+    key = "t" * 24
+    with ServerProcess(tmp_path, env={"SEPSIS_API_KEYS": f"triton:{key}"}) as srv:
+        c = triton.InferenceServerClient(urlsplit(srv.url).netloc)
+        try:
+            assert c.is_server_live() and c.is_server_ready()  # probes need no key
+            features = triton.InferInput("features", [1, 9], "FP64")
+            features.set_data_from_numpy(matrix([PATIENT]))
+            with pytest.raises(InferenceServerException, match="API key"):
+                c.infer("default", [features])
+            result = c.infer("default", [features], headers={"Authorization": f"Bearer {key}"})
+            pid = result.as_numpy("prediction_id")[0]
+        finally:
+            c.close()
+        record = httpx.get(
+            f"{srv.url}/v1/predictions/{pid}", headers={"X-API-Key": key}, timeout=30
+        ).json()
+        assert record["caller"] == "triton" and record["source"] == "v2"
