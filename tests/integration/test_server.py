@@ -5,11 +5,12 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 
 from factories import PATIENT, patients
-from server import ServerProcess
+from server import ServerProcess, wait_for
 
 
 def test_live_server_answers_predict_batch_and_history(live_server):
@@ -91,7 +92,19 @@ def test_one_json_access_line_per_request_without_keys_or_patient_values(tmp_pat
     assert "ICU200010" not in logged and "0.627" not in logged  # no patient values at INFO
 
 
+def _unread_bytes(server_port: int, client_port: int) -> int | None:
+    """Bytes the server has not read yet on the loopback connection from ``client_port``
+    (the receive queue of its socket in /proc/net/tcp), or None before the kernel lists it."""
+    local, remote = f"0100007F:{server_port:04X}", f"0100007F:{client_port:04X}"
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == local and fields[2] == remote:
+            return int(fields[4].split(":")[1], 16)
+    return None
+
+
 def test_sigterm_lets_an_in_flight_request_finish_and_commit(tmp_path):
+    import http.client
     import json
     import threading
 
@@ -106,19 +119,28 @@ def test_sigterm_lets_an_in_flight_request_finish_and_commit(tmp_path):
         resume.wait(30)
         yield body[len(body) // 2 :]
 
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=120)
+    conn.connect()
+    client_port = conn.sock.getsockname()[1]
+
     def big_batch() -> None:
-        r = httpx.post(
-            srv.url + "/v1/predict/batch",
-            content=chunks(),
-            timeout=120,
+        conn.request(
+            "POST",
+            "/v1/predict/batch",
+            body=chunks(),
             headers={"content-type": "application/json"},
+            encode_chunked=True,
         )
-        result["status"] = r.status_code
-        result["count"] = r.json().get("count")
+        r = conn.getresponse()
+        result["status"] = r.status
+        result["count"] = json.loads(r.read()).get("count")
 
     sender = threading.Thread(target=big_batch)
     sender.start()
     assert half_sent.wait(30)
+    # In flight means the server has read the headers and half the body (a request it has not
+    # read yet would be closed unanswered at shutdown, as uvicorn does).
+    wait_for(lambda: _unread_bytes(srv.port, client_port) == 0, "the server to read the request")
     assert srv.proc is not None
     srv.proc.send_signal(signal.SIGTERM)
     try:  # the server is shutting down while the request is still arriving
@@ -126,6 +148,7 @@ def test_sigterm_lets_an_in_flight_request_finish_and_commit(tmp_path):
     finally:
         resume.set()
     sender.join(120)
+    conn.close()
     assert srv.proc.wait(60) in (0, -signal.SIGTERM)
     assert result == {"status": 200, "count": 20_000}
     with ServerProcess(tmp_path) as again:  # and every row of it was committed
