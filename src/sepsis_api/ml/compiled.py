@@ -220,11 +220,12 @@ def _bitvector_rows(
     """Sum the trees' leaf values for rows lo..hi (see _BitForest)."""
     n_trees = table.shape[1]
     n_feat = features.shape[0]
-    masks = np.empty((_BLOCK, n_trees), table.dtype)
-    rows = np.empty((n_feat, _BLOCK), np.int64)
-    acc = np.empty(_BLOCK, np.float64)
-    for start in range(lo, hi, _BLOCK):
-        m = min(start + _BLOCK, hi) - start
+    block = max(min(_BLOCK, hi - lo), 1)  # one patient allocates for one row
+    masks = np.empty((block, n_trees), table.dtype)
+    rows = np.empty((n_feat, block), np.int64)
+    acc = np.empty(block, np.float64)
+    for start in range(lo, hi, block):
+        m = min(start + block, hi) - start
         for q in range(n_feat):  # rank of x among the feature's thresholds: # of them < x
             j, b0, k = features[q], first_bound[q], n_bounds[q]
             for r in range(m):
