@@ -23,7 +23,16 @@ from sepsis_api.api.fastpath import PredictFastPath
 from sepsis_api.api.metrics import Metrics
 from sepsis_api.api.middleware import RequestContext
 from sepsis_api.api.protocols import mlflow, v2
-from sepsis_api.api.routes import admin, artifacts, compat, meta, models, predict, predictions
+from sepsis_api.api.routes import (
+    admin,
+    artifacts,
+    compat,
+    meta,
+    models,
+    outcomes,
+    predict,
+    predictions,
+)
 from sepsis_api.api.schemas import ErrorResponse
 from sepsis_api.api.security import RequireAPIKey
 from sepsis_api.api.service import Service
@@ -196,6 +205,17 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     app.state.api_keys = api_keys
     errors.install(app)
     app.openapi = _openapi_with_our_errors(app)  # type: ignore[method-assign]  # FastAPI documents replacing it
-    for module in (meta, predict, predictions, models, artifacts, compat, admin, v2, mlflow):
+    for module in (
+        meta,
+        predict,
+        predictions,
+        outcomes,
+        models,
+        artifacts,
+        compat,
+        admin,
+        v2,
+        mlflow,
+    ):
         app.include_router(module.router)
     return app
