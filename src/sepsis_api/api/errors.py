@@ -38,6 +38,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     },
     503: {"model": ErrorResponse, "description": "Audit database unavailable; nothing returned."},
 }
+BATCH_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    413: {"model": ErrorResponse, "description": "Too many rows or bytes."},
+    415: {"model": ErrorResponse},
+}
 JSON_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     415: {"model": ErrorResponse, "description": "The body is not JSON."},

@@ -161,16 +161,15 @@ def resolve(ref: str | None, served: Predictor, *, allow_all: bool = True) -> li
     """
     if ref is None:
         return [served.default]
-    choices = [*served.models, served.version.version, *(["all"] if allow_all else [])]
-    if ref == "all":
-        if not allow_all:
-            raise UnknownModel(ref, choices, all_refused=True)
-        return list(served.models.values())
     if ref in served.models:
         return [served.models[ref]]
+    if ref == "all" and allow_all:
+        return list(served.models.values())
     version, _, name = ref.partition("/")
-    if version != served.version.version:
-        raise UnknownModel(ref, choices)
+    if ref == "all" or version != served.version.version:
+        # Only a refused reference pays for listing the choices.
+        choices = [*served.models, served.version.version, *(["all"] if allow_all else [])]
+        raise UnknownModel(ref, choices, all_refused=ref == "all")
     if not name:
         return [served.default]
     if name not in served.models:

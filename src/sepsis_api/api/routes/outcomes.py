@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from sepsis_api.api.errors import (
+    BATCH_ERRORS,
     ERRORS,
     JSON_ERRORS,
     APIError,
@@ -292,11 +293,7 @@ def _unknown_rows(rows: Rows, indexes: Sequence[int], csv_rows: bool) -> list[di
     "/outcomes",
     response_model=OutcomeBatchResponse,
     openapi_extra=_BATCH_BODY,
-    responses={
-        **ERRORS,
-        413: {"model": ErrorResponse, "description": "Too many rows or bytes."},
-        415: {"model": ErrorResponse},
-    },
+    responses=BATCH_ERRORS,
     summary="Record many outcomes (JSON or CSV); all or nothing",
 )
 async def record_outcomes(request: Request, caller: str = Depends(caller_id)) -> Response:

@@ -15,7 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from sepsis_api.api.errors import (
-    ERRORS,
+    BATCH_ERRORS,
     JSON_ERRORS,
     APIError,
     field_errors,
@@ -26,7 +26,6 @@ from sepsis_api.api.replies import predict_reply
 from sepsis_api.api.schemas import (
     BatchRequest,
     BatchResponse,
-    ErrorResponse,
     Patient,
     PredictResponse,
     patient_matrix,
@@ -242,11 +241,7 @@ def _csv_reply(result: dict[str, Any]) -> Response:
     "/predict/batch",
     response_model=BatchResponse,
     openapi_extra=_BATCH_BODY,
-    responses={
-        **ERRORS,
-        413: {"model": ErrorResponse, "description": "Too many rows or bytes."},
-        415: {"model": ErrorResponse},
-    },
+    responses=BATCH_ERRORS,
     summary="Estimate many patients (JSON, CSV body or CSV upload); all or nothing",
 )
 async def predict_batch(
