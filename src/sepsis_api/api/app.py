@@ -47,6 +47,7 @@ from sepsis_api.ml.store import ArtifactError, Registry, registry_for
 from sepsis_api.schema import NOT_A_DEVICE
 
 log = logging.getLogger("sepsis_api")
+PROTOCOLS = (v2, mlflow)  # each: a router, its ROOTS and its error_shape
 CHECKPOINT_SECONDS = 1.0  # SQLite: WAL copied back into the database file this often
 
 DESCRIPTION = f"""
@@ -136,12 +137,19 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     api_keys = parse_keys(settings.api_keys, settings.api_keys_file)
     admin_keys = parse_keys(settings.admin_keys, settings.admin_keys_file)
     access_log = AccessLog() if settings.access_log else None
+    shapes = errors.ErrorShapes(
+        {root: protocol.error_shape for protocol in PROTOCOLS for root in protocol.ROOTS}
+    )
 
     def outer(framework: ASGIApp) -> ASGIApp:
         inner = PredictFastPath(framework) if fast_path else framework
-        inner = RequireAPIKey(inner, keys=api_keys, admin_keys=admin_keys)
+        inner = RequireAPIKey(inner, keys=api_keys, admin_keys=admin_keys, shapes=shapes)
         return RequestContext(
-            inner, metrics=metrics, max_body_bytes=settings.max_body_bytes, access_log=access_log
+            inner,
+            metrics=metrics,
+            max_body_bytes=settings.max_body_bytes,
+            access_log=access_log,
+            shapes=shapes,
         )
 
     @asynccontextmanager
@@ -203,7 +211,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.api_keys = api_keys
-    errors.install(app)
+    errors.install(app, shapes)
     app.openapi = _openapi_with_our_errors(app)  # type: ignore[method-assign]  # FastAPI documents replacing it
     for module in (
         meta,
@@ -214,8 +222,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
         artifacts,
         compat,
         admin,
-        v2,
-        mlflow,
+        *PROTOCOLS,
     ):
         app.include_router(module.router)
     return app

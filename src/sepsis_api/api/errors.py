@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -148,6 +148,28 @@ def error_body(
     return {"detail": detail, "errors": errors or [], "request_id": request_id}
 
 
+Shape = Callable[[int, str], dict[str, Any]]  # (status, message) -> a protocol's error body
+
+
+class ErrorShapes:
+    """Which error body the callers of a path understand: under a protocol's roots (``/v2``,
+    ``/invocations``...) that protocol's own shape, ErrorResponse everywhere else. Used by the
+    layers that answer before any route does (size limit, key check, unknown paths)."""
+
+    def __init__(self, shapes: Mapping[str, Shape] | None = None) -> None:
+        self._shapes = dict(shapes or {})
+
+    def shape_for(self, path: str) -> Shape | None:
+        for root, shape in self._shapes.items():
+            if path == root or path.startswith(root + "/"):
+                return shape
+        return None
+
+    def body(self, path: str, status: int, detail: str, request_id: str | None) -> dict[str, Any]:
+        shape = self.shape_for(path)
+        return shape(status, detail) if shape else error_body(detail, None, request_id)
+
+
 async def send_json(
     send: Send, status: int, content: Any, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
@@ -195,7 +217,7 @@ async def require_json(request: Request) -> None:
         )
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, shapes: ErrorShapes) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errors = field_errors(list(exc.errors()))
@@ -217,7 +239,10 @@ def install(app: FastAPI) -> None:
         detail = str(exc.detail)
         if exc.status_code == 400 and "parsing the body" in detail:
             detail = "the body could not be read: send UTF-8 encoded JSON"
-        return error_response(request, exc.status_code, detail, None, exc.headers)
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no such path: {request.url.path}"
+        body = shapes.body(request.url.path, exc.status_code, detail, _request_id(request))
+        return json_response(body, exc.status_code, exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -38,15 +38,30 @@ from sepsis_api.schema import FEATURE_CODES, ID_COLUMN
 SOURCE = "mlflow"
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 _SPLIT_KEYS = {"columns", "data", "index"}
-_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 404: "RESOURCE_DOES_NOT_EXIST"}
+_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    405: "BAD_REQUEST",
+}
 
 
-def _render(status: int, message: str, headers: Mapping[str, str] | None) -> Response:
+# Where callers read this protocol's error shape (api/errors.ErrorShapes).
+ROOTS = ("/invocations", "/ping", "/health", "/version")
+
+
+def error_shape(status: int, message: str) -> dict[str, Any]:
+    """MLflow's scoring server error body: an error code named for the status, a message."""
     if status < 500:
         code = _CODES.get(status, "BAD_REQUEST")
     else:
         code = "TEMPORARILY_UNAVAILABLE" if status == 503 else "INTERNAL_ERROR"
-    return json_response({"error_code": code, "message": message}, status, headers)
+    return {"error_code": code, "message": message}
+
+
+def _render(status: int, message: str, headers: Mapping[str, str] | None) -> Response:
+    return json_response(error_shape(status, message), status, headers)
 
 
 router = APIRouter(tags=["MLflow scoring protocol"], route_class=error_route(_render))

@@ -65,8 +65,16 @@ _NUMERIC: dict[str, np.dtype[Any]] = {
 _TENSOR_TYPES = ("FP64", "FP32")
 
 
+ROOTS = ("/v2",)  # where callers read this protocol's error shape (api/errors.ErrorShapes)
+
+
+def error_shape(_status: int, message: str) -> dict[str, Any]:
+    """The protocol's error body: ``{"error": "..."}`` for every status."""
+    return {"error": message}
+
+
 def _render(status: int, message: str, headers: Mapping[str, str] | None) -> Response:
-    return json_response({"error": message}, status, headers)
+    return json_response(error_shape(status, message), status, headers)
 
 
 router = APIRouter(
