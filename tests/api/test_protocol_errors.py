@@ -82,3 +82,21 @@ def test_paths_that_only_start_like_a_protocol_root_keep_v1s_shape(client):
     r = client.post("/invocationsfoo", json={"dataframe_records": [PATIENT]})
     assert r.status_code == 404
     _shape(r, {"detail", "errors", "request_id"})
+
+
+def test_openapi_documents_each_protocols_own_error_body(client):
+    spec = client.get("/openapi.json").json()
+
+    def schemas(path: str) -> dict[str, str]:
+        responses = spec["paths"][path]["post"]["responses"]
+        return {
+            code: r["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+            for code, r in responses.items()
+            if code.startswith("4")
+        }
+
+    assert set(schemas("/v2/models/{model}/infer").values()) == {"V2Error"}
+    assert set(schemas("/invocations").values()) == {"MLflowError"}
+    assert set(schemas("/v1/predict").values()) == {"ErrorResponse"}
+    assert spec["components"]["schemas"]["V2Error"]["required"] == ["error"]
+    assert spec["components"]["schemas"]["MLflowError"]["required"] == ["error_code", "message"]

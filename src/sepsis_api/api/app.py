@@ -81,8 +81,11 @@ async def follow_activations(service: Service, registry: Registry, settings: Set
             log.error("cannot switch to activated version %s: %s", wanted, e)
 
 
-def _openapi_with_our_errors(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    """Every 422 in the document is our ErrorResponse, not FastAPI's default shape."""
+def _openapi_with_our_errors(
+    app: FastAPI, shapes: errors.ErrorShapes
+) -> Callable[[], dict[str, Any]]:
+    """Every 4xx in the document is our ErrorResponse, not FastAPI's default shape, except
+    under a protocol's roots, which document their own error bodies."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -90,7 +93,11 @@ def _openapi_with_our_errors(app: FastAPI) -> Callable[[], dict[str, Any]]:
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
             ours = {"$ref": "#/components/schemas/ErrorResponse"}
-            for operations in spec.get("paths", {}).values():
+            for path, operations in spec.get("paths", {}).items():
+                if shapes.shape_for(path) is not None:
+                    for op in operations.values():  # their routes answer these as a 400
+                        op.get("responses", {}).pop("422", None)
+                    continue
                 for op in operations.values():
                     for code, response in op.get("responses", {}).items():
                         if code.startswith("4") and response.get("content"):
@@ -212,7 +219,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     app.state.metrics = metrics
     app.state.api_keys = api_keys
     errors.install(app, shapes)
-    app.openapi = _openapi_with_our_errors(app)  # type: ignore[method-assign]  # FastAPI documents replacing it
+    app.openapi = _openapi_with_our_errors(app, shapes)  # type: ignore[method-assign]  # FastAPI documents replacing it
     for module in (
         meta,
         predict,

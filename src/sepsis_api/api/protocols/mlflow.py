@@ -19,6 +19,7 @@ import orjson
 import pandas as pd
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
 from sepsis_api import __version__
 from sepsis_api.api.errors import APIError, json_response
@@ -65,15 +66,23 @@ def _render(status: int, message: str, headers: Mapping[str, str] | None) -> Res
 
 
 router = APIRouter(tags=["MLflow scoring protocol"], route_class=error_route(_render))
-# Described in words only: the app documents every 4xx *schema* as /v1's ErrorResponse.
+
+
+class MLflowError(BaseModel):
+    """MLflow's scoring server error body."""
+
+    error_code: str = Field(examples=["BAD_REQUEST"])
+    message: str = Field(examples=["patient 0, column PL, value 700: out of range"])
+
+
 MLFLOW_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"description": f'{text} Body: `{{"error_code": "{kind}", "message": "{example}"}}`.'}
-    for code, kind, text, example in (
-        (400, "BAD_REQUEST", "Invalid input, named.", "patient 0, column PL, value 700: ..."),
-        (401, "UNAUTHENTICATED", "Missing or invalid API key.", "missing or invalid API key"),
-        (413, "BAD_REQUEST", "Too many patients.", "exceed the batch limit"),
-        (415, "BAD_REQUEST", "Not JSON or CSV.", "unsupported content type"),
-        (503, "TEMPORARILY_UNAVAILABLE", "Audit log unavailable.", "retry later"),
+    code: {"model": MLflowError, "description": f"`{kind}`: {text}"}
+    for code, kind, text in (
+        (400, "BAD_REQUEST", "Invalid input, named."),
+        (401, "UNAUTHENTICATED", "Missing or invalid API key."),
+        (413, "BAD_REQUEST", "Too many patients or bytes."),
+        (415, "BAD_REQUEST", "Not JSON or CSV."),
+        (503, "TEMPORARILY_UNAVAILABLE", "Audit log unavailable; nothing returned."),
     )
 }
 
