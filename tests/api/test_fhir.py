@@ -5,6 +5,7 @@ OperationOutcome naming where it is; GET /fhir/metadata."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
@@ -26,6 +27,7 @@ from fhir_bundles import (
 from sepsis_api.api.protocols.fhir_mapping import DEFAULT_MAPPING, MappingFileError
 
 PREDICT = "/fhir/RiskAssessment/$predict"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fhir-bundle.json"  # the README's
 FHIR = {"content-type": "application/fhir+json"}
 GLUCOSE_MMOL = 18.0156  # mg/dL per mmol/L, as the default mapping documents
 
@@ -265,11 +267,13 @@ def test_the_capability_statement_names_the_operation(client):
     ]
 
 
-def test_the_openapi_example_is_a_bundle_the_operation_scores(client):
+def test_the_openapi_example_is_the_readmes_bundle_and_the_operation_scores_it(client):
     spec = client.get("/openapi.json").json()
     op = spec["paths"][PREDICT]["post"]
     example = op["requestBody"]["content"]["application/fhir+json"]["example"]
-    assessed(post(client, example))
+    assert example == json.loads(EXAMPLE.read_text(encoding="utf-8"))
+    ra = assessed(post(client, EXAMPLE.read_bytes()))
+    assert client.get(f"/v1/predictions/{ra.id}").json()["inputs"]["TS"] is None
     RiskAssessment.model_validate(
         op["responses"]["200"]["content"]["application/fhir+json"]["example"]
     )

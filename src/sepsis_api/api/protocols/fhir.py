@@ -238,7 +238,7 @@ async def operation_definition(request: Request) -> Response:
 # ---- the operation -----------------------------------------------------------------------
 
 
-def _example_bundle() -> dict[str, Any]:
+def example_bundle() -> dict[str, Any]:
     values = {"PRG": 6, "PL": 148, "PR": 72, "SK": 35, "M11": 33.6, "BD2": 0.627, "Insurance": 0}
     loinc, local = "http://loinc.org", "urn:sepsis-api:feature"
     coded = {
@@ -306,7 +306,7 @@ _BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            media: {"schema": {"type": "object"}, "example": _example_bundle()}
+            media: {"schema": {"type": "object"}, "example": example_bundle()}
             for media in (FHIR_JSON, "application/json")
         },
     }
