@@ -190,7 +190,12 @@ def test_a_parameters_body_with_the_bundle_is_read_too(client):
         (
             {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"x": 1}}]},
             "Bundle.entry[0].resource.resourceType",
-            "not a FHIR R4 resource type",
+            "needs a resourceType",
+        ),
+        (
+            {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Nope"}}]},
+            "Bundle.entry[0].resource.resourceType",
+            "'Nope' is not a FHIR R4 resource type",
         ),
         (
             {
@@ -208,6 +213,19 @@ def test_a_body_that_is_not_a_fhir_bundle_is_a_400_outcome(client, body, express
     oo = outcome(post(client, body), 400)
     assert words in oo.issue[0].diagnostics
     assert oo.issue[0].expression == ([expression] if expression else None)
+
+
+def test_unknown_nested_resource_types_and_deep_nesting_are_400s_not_crashes(client):
+    b = json.loads(bundle_json(patient(), patient_observations()))
+    b["entry"][1]["resource"]["contained"] = [{"resourceType": "Nope"}]
+    oo = outcome(post(client, b), 400)
+    assert oo.issue[0].expression == ["Bundle.entry[1].resource.contained[0].resourceType"]
+    ext: dict = {"url": "urn:x", "valueString": "x"}
+    for _ in range(300):
+        ext = {"url": "urn:x", "extension": [ext]}
+    b["entry"][1]["resource"] = {**b["entry"][1]["resource"], "contained": [], "extension": [ext]}
+    oo = outcome(post(client, b), 400)
+    assert oo.issue[0].code == "too-costly" and "nested deeper" in oo.issue[0].diagnostics
 
 
 def test_a_bundle_needs_exactly_one_patient_with_an_id_or_full_url(client):

@@ -24,7 +24,6 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.observation import Observation
@@ -42,6 +41,7 @@ from sepsis_api.api.protocols.fhir_mapping import (
     MappingProblems,
     Problem,
     features_from,
+    structure_problems,
 )
 from sepsis_api.api.security import caller_id
 from sepsis_api.schema import FEATURE_CODES, NOT_A_DEVICE
@@ -474,8 +474,7 @@ def _unwrap(doc: Any) -> tuple[Any, str]:
 
 
 def _check_types(doc: Any, where: str) -> None:
-    """A Bundle whose entries are all FHIR R4 resources (fhir.resources raises a bare KeyError
-    on an unknown resourceType)."""
+    """A Bundle that fhir.resources can validate (``structure_problems``)."""
     if not isinstance(doc, dict) or doc.get("resourceType") != "Bundle":
         given = doc.get("resourceType") if isinstance(doc, dict) else type(doc).__name__
         raise Outcome(
@@ -488,37 +487,27 @@ def _check_types(doc: Any, where: str) -> None:
                 )
             ],
         )
+    found = [issue(code, message, where + path) for path, code, message in structure_problems(doc)]
     entries = doc.get("entry")
-    problems = []
     for i, entry in enumerate(entries if isinstance(entries, list) else []):
         resource = entry.get("resource") if isinstance(entry, dict) else None
-        kind = resource.get("resourceType") if isinstance(resource, dict) else None
-        if isinstance(resource, dict) and not _known_type(kind):
-            problems.append(
+        if isinstance(resource, dict) and "resourceType" not in resource:
+            found.append(
                 issue(
-                    "structure",
-                    f"resourceType {kind!r} is not a FHIR R4 resource type",
+                    "required",
+                    "an entry's resource needs a resourceType",
                     f"{where}.entry[{i}].resource.resourceType",
                 )
             )
-    if problems:
-        raise Outcome(400, problems)
-
-
-def _known_type(kind: Any) -> bool:
-    if not isinstance(kind, str) or not kind.isalpha():
-        return False
-    try:
-        get_fhir_model_class(kind)
-    except (ValueError, KeyError, ImportError):
-        return False
-    return True
+    if found:
+        raise Outcome(400, found)
 
 
 def _validation_issue(err: Any, where: str) -> dict[str, Any]:
-    path = where + "".join(
-        f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"] if p != "__root__"
-    )
+    loc = list(err["loc"])
+    while loc and loc[-1] in ("__root__", "root"):  # pydantic's name for the value itself
+        loc.pop()
+    path = where + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
     value = err.get("input")
     shown = "" if isinstance(value, (dict, list)) or value is None else f" (value {value!r})"
     return issue("structure", f"{path}: {err['msg']}{shown}", path)
