@@ -14,6 +14,9 @@ Five targets, each a real server process on 127.0.0.1 (a free port), started and
                  FP64 tensor [1, 9], JSON), at concurrency 16 only
   (e) mlflow     the first server, POST /invocations (dataframe_split, one patient), at
                  concurrency 16 only
+  (f) fhir       the first server, POST /fhir/RiskAssessment/$predict (a Bundle of the
+                 Patient and one Observation per feature, coded by the shipped mapping), at
+                 concurrency 16 only
 
 Each of (a) to (c) runs at concurrency 1, 16 and 64 for --duration seconds after a 1 s warm-up. The
 table gives requests/s, p50 and p99 latency, errors, and ratios against (a) at the same
@@ -547,7 +550,41 @@ def protocol_bodies() -> list[tuple[str, str, dict[str, object]]]:
     return [
         ("(d) v2 infer", "/v2/models/default/infer", v2),
         ("(e) mlflow invocations", "/invocations", mlflow),
+        ("(f) fhir RiskAssessment/$predict", "/fhir/RiskAssessment/$predict", fhir_bundle()),
     ]
+
+
+def fhir_bundle() -> dict[str, object]:
+    """PATIENT as a FHIR Bundle: a Patient born so that Age is 50 on the observation date, and
+    one Observation per other feature with the first code and unit the shipped mapping lists."""
+    from sepsis_api.api.protocols.fhir_mapping import PLAIN_NUMBER, UCUM, load_mapping
+
+    entries: list[dict[str, object]] = [
+        {"resource": {"resourceType": "Patient", "id": "b1", "birthDate": "1973-11-20"}}
+    ]
+    for code, rule in load_mapping().features.items():
+        unit = next(iter(rule.units))
+        value: dict[str, object] = (
+            {"valueInteger": PATIENT[code]}
+            if unit == PLAIN_NUMBER and float(PATIENT[code]).is_integer()
+            else {"valueQuantity": {"value": PATIENT[code], "system": UCUM, "code": unit}}
+        )
+        entries.append(
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "id": f"b1-{code.lower()}",
+                    "status": "final",
+                    "code": {
+                        "coding": [{"system": rule.codes[0].system, "code": rule.codes[0].code}]
+                    },
+                    "subject": {"reference": "Patient/b1"},
+                    "effectiveDateTime": "2024-03-01T09:30:00Z",
+                    **value,
+                }
+            }
+        )
+    return {"resourceType": "Bundle", "type": "collection", "entry": entries}
 
 
 def measure_sepsis_api(

@@ -100,6 +100,13 @@ class Settings(BaseSettings):
         "VERSION/NAME of the served version; default: the served version's default model.",
     )
 
+    fhir_mapping: Path | None = Field(
+        default=None,
+        description="JSON file mapping FHIR Observation codes and UCUM units to the model's "
+        "features (POST /fhir/RiskAssessment/$predict); default: the one shipped in the "
+        "package (LOINC where a code exists; see README, FHIR R4).",
+    )
+
     ui_api_url: str = Field(
         default="http://127.0.0.1:8000",
         description="Address of the API that the web UI talks to.",

@@ -15,6 +15,7 @@ BIG = b'{"pad": "' + b"x" * (LIMIT + 10) + b'"}'
 
 V2 = ("/v2/models/default/infer", {"error"})
 MLFLOW = ("/invocations", {"error_code", "message"})
+FHIR = ("/fhir/RiskAssessment/$predict", {"resourceType", "issue"})
 V1 = ("/v1/predict/batch", {"detail", "errors", "request_id"})
 
 
@@ -30,6 +31,9 @@ def _shape(r: Any, keys: set[str]) -> dict[str, Any]:
 
 
 def _message(body: dict[str, Any]) -> str:
+    if body.get("resourceType") == "OperationOutcome":
+        [issue] = body["issue"]
+        return str(issue["diagnostics"])
     return str(body.get("error") or body.get("message") or body.get("detail"))
 
 
@@ -38,7 +42,9 @@ def limited(make_client):
     return make_client(max_body_bytes=LIMIT)
 
 
-@pytest.mark.parametrize(("path", "keys"), [V2, MLFLOW, V1], ids=["v2", "mlflow", "v1"])
+@pytest.mark.parametrize(
+    ("path", "keys"), [V2, MLFLOW, FHIR, V1], ids=["v2", "mlflow", "fhir", "v1"]
+)
 def test_oversize_body_is_413_in_the_protocols_shape(limited, path, keys):
     for content in (BIG, _streamed(BIG)):  # with Content-Length, and streamed without
         r = limited.post(path, content=content, headers={"content-type": "application/json"})
@@ -46,6 +52,9 @@ def test_oversize_body_is_413_in_the_protocols_shape(limited, path, keys):
         assert f"limit of {LIMIT} bytes" in _message(_shape(r, keys))
     if path == "/invocations":
         assert r.json()["error_code"] == "BAD_REQUEST"
+    if path.startswith("/fhir/"):
+        assert r.headers["content-type"] == "application/fhir+json"
+        assert r.json()["issue"][0]["code"] == "too-long"
 
 
 @pytest.mark.parametrize(
@@ -54,6 +63,7 @@ def test_oversize_body_is_413_in_the_protocols_shape(limited, path, keys):
         ("/v2/no-such-thing", {"error"}),
         ("/v2/models/default/no-such-operation", {"error"}),
         ("/invocations/extra", {"error_code", "message"}),
+        ("/fhir/Patient/1", {"resourceType", "issue"}),
         ("/v1/no-such-thing", {"detail", "errors", "request_id"}),
     ],
 )
@@ -64,6 +74,8 @@ def test_unknown_path_is_404_in_the_protocols_shape_naming_it(client, path, keys
     assert f"no such path: {path}" == _message(body)
     if "error_code" in body:
         assert body["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    if "issue" in body:
+        assert body["issue"][0]["code"] == "not-found"
 
 
 def test_wrong_method_is_405_in_the_protocols_shape(client):

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from factories import PATIENT
+from fhir_bundles import bundle_json, patient, patient_observations
 from sepsis_api.schema import FEATURE_CODES
 
 
@@ -37,10 +38,24 @@ def _mlflow(client: Any) -> tuple[float, str]:
     return p["probability"], p["prediction_id"]
 
 
+def _fhir(client: Any) -> tuple[float, str]:
+    # PATIENT as a Bundle: one Observation per feature, Age from the birth date
+    body = bundle_json(patient(), patient_observations(PATIENT))
+    r = client.post(
+        "/fhir/RiskAssessment/$predict",
+        content=body,
+        headers={"content-type": "application/fhir+json"},
+    )
+    assert r.status_code == 200, r.text
+    ra = r.json()
+    return float(ra["prediction"][0]["probabilityDecimal"]), ra["id"]
+
+
 # source in the audit log, the route label, the call (probability, prediction id)
 PROTOCOLS: dict[str, tuple[str, Callable[[Any], tuple[float, str]]]] = {
     "v2": ("/v2/models/{model}/infer", _v2),
     "mlflow": ("/invocations", _mlflow),
+    "fhir": ("/fhir/RiskAssessment/$predict", _fhir),
 }
 
 
@@ -61,3 +76,4 @@ def test_each_protocol_gives_v1s_estimate_audited_with_its_source(client, source
 def test_root_links_the_protocol_roots(client):
     links = client.get("/").json()["links"]
     assert links["open_inference_v2"] == "/v2" and links["mlflow_invocations"] == "/invocations"
+    assert links["fhir_r4"] == "/fhir"

@@ -22,7 +22,8 @@ from sepsis_api.api.access_log import AccessLog
 from sepsis_api.api.fastpath import PredictFastPath
 from sepsis_api.api.metrics import Metrics
 from sepsis_api.api.middleware import RequestContext
-from sepsis_api.api.protocols import mlflow, v2
+from sepsis_api.api.protocols import fhir, mlflow, v2
+from sepsis_api.api.protocols.fhir_mapping import load_mapping
 from sepsis_api.api.routes import (
     admin,
     artifacts,
@@ -47,7 +48,7 @@ from sepsis_api.ml.store import ArtifactError, Registry, registry_for
 from sepsis_api.schema import NOT_A_DEVICE
 
 log = logging.getLogger("sepsis_api")
-PROTOCOLS = (v2, mlflow)  # each: a router, its ROOTS and its error_shape
+PROTOCOLS = (v2, mlflow, fhir)  # each: a router, its ROOTS and its ERROR_SHAPE
 CHECKPOINT_SECONDS = 1.0  # SQLite: WAL copied back into the database file this often
 
 DESCRIPTION = f"""
@@ -145,7 +146,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     admin_keys = parse_keys(settings.admin_keys, settings.admin_keys_file)
     access_log = AccessLog() if settings.access_log else None
     shapes = errors.ErrorShapes(
-        {root: protocol.error_shape for protocol in PROTOCOLS for root in protocol.ROOTS}
+        {root: protocol.ERROR_SHAPE for protocol in PROTOCOLS for root in protocol.ROOTS}
     )
 
     def outer(framework: ASGIApp) -> ASGIApp:
@@ -218,6 +219,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.api_keys = api_keys
+    app.state.fhir_mapping = load_mapping(settings.fhir_mapping)  # a bad file: no start
     errors.install(app, shapes)
     app.openapi = _openapi_with_our_errors(app, shapes)  # type: ignore[method-assign]  # FastAPI documents replacing it
     for module in (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -148,30 +149,57 @@ def error_body(
     return {"detail": detail, "errors": errors or [], "request_id": request_id}
 
 
-Shape = Callable[[int, str], dict[str, Any]]  # (status, message) -> a protocol's error body
+@dataclass(frozen=True, slots=True)
+class ErrorShape:
+    """A protocol's error reply: its body for (status, message), and its media type."""
+
+    body: Callable[[int, str], dict[str, Any]]
+    content_type: str = "application/json"
 
 
 class ErrorShapes:
-    """Which error body the callers of a path understand: under a protocol's roots (``/v2``,
+    """Which error reply the callers of a path understand: under a protocol's roots (``/v2``,
     ``/invocations``...) that protocol's own shape, ErrorResponse everywhere else. Used by the
     layers that answer before any route does (size limit, key check, unknown paths)."""
 
-    def __init__(self, shapes: Mapping[str, Shape] | None = None) -> None:
+    def __init__(self, shapes: Mapping[str, ErrorShape] | None = None) -> None:
         self._shapes = dict(shapes or {})
 
-    def shape_for(self, path: str) -> Shape | None:
+    def shape_for(self, path: str) -> ErrorShape | None:
         for root, shape in self._shapes.items():
             if path == root or path.startswith(root + "/"):
                 return shape
         return None
 
-    def body(self, path: str, status: int, detail: str, request_id: str | None) -> dict[str, Any]:
+    def reply(
+        self, path: str, status: int, detail: str, request_id: str | None
+    ) -> tuple[dict[str, Any], str]:
+        """(body, content type) of an error reply to ``path``."""
         shape = self.shape_for(path)
-        return shape(status, detail) if shape else error_body(detail, None, request_id)
+        if shape is None:
+            return error_body(detail, None, request_id), "application/json"
+        return shape.body(status, detail), shape.content_type
+
+    async def send(
+        self,
+        send: Send,
+        path: str,
+        status: int,
+        detail: str,
+        request_id: str | None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        """The error reply from plain ASGI code."""
+        body, content_type = self.reply(path, status, detail, request_id)
+        await send_json(send, status, body, headers, content_type.encode())
 
 
 async def send_json(
-    send: Send, status: int, content: Any, headers: list[tuple[bytes, bytes]] | None = None
+    send: Send,
+    status: int,
+    content: Any,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    content_type: bytes = b"application/json",
 ) -> None:
     """A whole JSON reply from plain ASGI code (middleware and the lean predict path)."""
     body = dump_json(content)
@@ -180,7 +208,7 @@ async def send_json(
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", content_type),
                 (b"content-length", str(len(body)).encode()),
                 *(headers or []),
             ],
@@ -241,8 +269,10 @@ def install(app: FastAPI, shapes: ErrorShapes) -> None:
             detail = "the body could not be read: send UTF-8 encoded JSON"
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no such path: {request.url.path}"
-        body = shapes.body(request.url.path, exc.status_code, detail, _request_id(request))
-        return json_response(body, exc.status_code, exc.headers)
+        body, content_type = shapes.reply(
+            request.url.path, exc.status_code, detail, _request_id(request)
+        )
+        return Response(dump_json(body), exc.status_code, exc.headers, media_type=content_type)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

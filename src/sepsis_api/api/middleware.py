@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sepsis_api.api.access_log import AccessLog
 from sepsis_api.api.asgi import headers_of, replay
-from sepsis_api.api.errors import INTERNAL_ERROR, ErrorShapes, send_json
+from sepsis_api.api.errors import INTERNAL_ERROR, ErrorShapes
 from sepsis_api.api.metrics import Metrics
 
 log = logging.getLogger("sepsis_api")
@@ -66,8 +66,7 @@ class RequestContext:
                 "unhandled error in %s %s (request %s)", scope["method"], scope["path"], request_id
             )
             status = 500
-            body = self.shapes.body(scope["path"], 500, INTERNAL_ERROR, request_id)
-            await send_json(send_wrapper, 500, body)
+            await self.shapes.send(send_wrapper, scope["path"], 500, INTERNAL_ERROR, request_id)
         finally:
             self._observe(scope, status, time.perf_counter() - start, request_id)
 
@@ -135,4 +134,4 @@ class RequestContext:
 
     async def _too_large(self, scope: Scope, send: Send, request_id: str) -> None:
         detail = f"request body larger than the limit of {self.max_body} bytes"
-        await send_json(send, 413, self.shapes.body(scope["path"], 413, detail, request_id))
+        await self.shapes.send(send, scope["path"], 413, detail, request_id)

@@ -8,7 +8,7 @@ from fastapi import HTTPException, Request, status
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sepsis_api.api.asgi import headers_of
-from sepsis_api.api.errors import ErrorShapes, send_json
+from sepsis_api.api.errors import ErrorShapes
 
 UNAUTHORIZED = (
     "missing or invalid API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
@@ -26,13 +26,17 @@ def _presented_key(headers: dict[bytes, bytes]) -> bytes | None:
 
 # Open without a key: service information and health (/, /healthz, /readyz, /metrics, the
 # docs) and what the protocols' probes need open (V2: /v2, /v2/health/*; MLflow: /ping,
-# /health, /version). Everything that names a model or scores needs a key when keys are set.
-_PROTECTED_PREFIXES = ("/v1/", "/v2/models")
+# /health, /version; FHIR: its CapabilityStatement and OperationDefinition). Everything that
+# names a model or scores needs a key when keys are set.
+_PROTECTED_PREFIXES = ("/v1/", "/v2/models", "/fhir/")
 _PROTECTED_PATHS = frozenset({"/predict", "/invocations"})
+_OPEN_PATHS = frozenset({"/fhir/metadata", "/fhir/OperationDefinition/RiskAssessment-predict"})
 
 
 def is_protected(path: str) -> bool:
-    return path.startswith(_PROTECTED_PREFIXES) or path in _PROTECTED_PATHS
+    return (path.startswith(_PROTECTED_PREFIXES) or path in _PROTECTED_PATHS) and (
+        path not in _OPEN_PATHS
+    )
 
 
 ADMIN_PREFIX = "/v1/admin/"
@@ -86,8 +90,7 @@ class RequireAPIKey:
         """The refusal in the shape the path's callers read (a protocol's own, or /v1's)."""
         headers = [(b"www-authenticate", b"Bearer")] if status == 401 else []
         request_id = scope["state"].get("request_id")
-        body = self.shapes.body(scope["path"], status, detail, request_id)
-        await send_json(send, status, body, headers)
+        await self.shapes.send(send, scope["path"], status, detail, request_id, headers)
 
 
 async def caller_id(request: Request) -> str:

@@ -22,7 +22,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from sepsis_api import __version__
-from sepsis_api.api.errors import APIError, json_response
+from sepsis_api.api.errors import APIError, ErrorShape, json_response
 from sepsis_api.api.protocols.common import (
     ProtocolError,
     error_route,
@@ -52,7 +52,7 @@ _CODES = {
 ROOTS = ("/invocations", "/ping", "/health", "/version")
 
 
-def error_shape(status: int, message: str) -> dict[str, Any]:
+def _error_body(status: int, message: str) -> dict[str, Any]:
     """MLflow's scoring server error body: an error code named for the status, a message."""
     if status < 500:
         code = _CODES.get(status, "BAD_REQUEST")
@@ -61,8 +61,11 @@ def error_shape(status: int, message: str) -> dict[str, Any]:
     return {"error_code": code, "message": message}
 
 
+ERROR_SHAPE = ErrorShape(_error_body)
+
+
 def _render(status: int, message: str, headers: Mapping[str, str] | None) -> Response:
-    return json_response(error_shape(status, message), status, headers)
+    return json_response(_error_body(status, message), status, headers)
 
 
 router = APIRouter(tags=["MLflow scoring protocol"], route_class=error_route(_render))

@@ -22,7 +22,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from sepsis_api import __version__
-from sepsis_api.api.errors import json_response
+from sepsis_api.api.errors import ErrorShape, json_response
 from sepsis_api.api.protocols.common import (
     ProtocolError,
     error_route,
@@ -69,13 +69,16 @@ _TENSOR_TYPES = ("FP64", "FP32")
 ROOTS = ("/v2",)  # where callers read this protocol's error shape (api/errors.ErrorShapes)
 
 
-def error_shape(_status: int, message: str) -> dict[str, Any]:
+def _error_body(_status: int, message: str) -> dict[str, Any]:
     """The protocol's error body: ``{"error": "..."}`` for every status."""
     return {"error": message}
 
 
+ERROR_SHAPE = ErrorShape(_error_body)
+
+
 def _render(status: int, message: str, headers: Mapping[str, str] | None) -> Response:
-    return json_response(error_shape(status, message), status, headers)
+    return json_response(_error_body(status, message), status, headers)
 
 
 router = APIRouter(
