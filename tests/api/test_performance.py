@@ -42,25 +42,24 @@ def served(request, train_csv, tmp_path_factory):
             f"performance_{next(_names)}"
         )
     data = load_training_data(train_csv)
-    with ServerProcess(tmp_path_factory.mktemp(f"perf-{request.param}"), env) as srv:
-        with httpx.Client(base_url=srv.url, headers=HEADERS, timeout=60) as client:
-            r = client.post("/v1/predict/batch", json={"patients": _patients(data.X)})
-            assert r.status_code == 200, r.text
-            results = r.json()["results"]
-            ids = [item["prediction_id"] for item in results]
-            p = np.array([item["probability"] for item in results])
-            names = ["Positive" if v else "Negative" for v in data.y]
-            flipped = ["Negative" if n == "Positive" else "Positive" for n in names[:30]]
-            for batch in (
-                [
-                    {"prediction_id": i, "outcome": o}
-                    for i, o in zip(ids[:30], flipped, strict=True)
-                ],
-                [{"prediction_id": i, "outcome": o} for i, o in zip(ids, names, strict=True)],
-            ):
-                r = client.post("/v1/outcomes", json={"outcomes": batch})
-                assert r.status_code in (200, 201), r.text
-            yield client, p, data.y.astype(int), [item["label"] for item in results]
+    with (
+        ServerProcess(tmp_path_factory.mktemp(f"perf-{request.param}"), env) as srv,
+        httpx.Client(base_url=srv.url, headers=HEADERS, timeout=60) as client,
+    ):
+        r = client.post("/v1/predict/batch", json={"patients": _patients(data.X)})
+        assert r.status_code == 200, r.text
+        results = r.json()["results"]
+        ids = [item["prediction_id"] for item in results]
+        p = np.array([item["probability"] for item in results])
+        names = ["Positive" if v else "Negative" for v in data.y]
+        flipped = ["Negative" if n == "Positive" else "Positive" for n in names[:30]]
+        for batch in (
+            [{"prediction_id": i, "outcome": o} for i, o in zip(ids[:30], flipped, strict=True)],
+            [{"prediction_id": i, "outcome": o} for i, o in zip(ids, names, strict=True)],
+        ):
+            r = client.post("/v1/outcomes", json={"outcomes": batch})
+            assert r.status_code in (200, 201), r.text
+        yield client, p, data.y.astype(int), [item["label"] for item in results]
 
 
 def test_figures_over_the_api_equal_scikit_learn(served) -> None:
