@@ -101,3 +101,18 @@ def observed_expected(events: int, expected: float, n: int, confidence: float = 
         return Interval(ratio, None, None)
     half = z_for(confidence) * math.sqrt(max(0.0, 1.0 / events - 1.0 / n))
     return Interval(ratio, ratio * math.exp(-half), ratio * math.exp(half))
+
+
+def wilson_bounds(
+    successes: np.ndarray, n: int, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    """``wilson``'s bounds for many counts out of the same ``n`` at once (n > 0)."""
+    z = z_for(confidence)
+    k = np.asarray(successes, dtype=np.float64)
+    p = k / n
+    denominator = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * np.sqrt(p * (1.0 - p) / n + z * z / (4 * n * n)) / denominator
+    low = np.where(k == 0, 0.0, np.maximum(0.0, centre - half))
+    high = np.where(k == n, 1.0, np.minimum(1.0, centre + half))
+    return low, high
