@@ -31,6 +31,7 @@ from sepsis_api.api.routes import (
     meta,
     models,
     outcomes,
+    performance,
     predict,
     predictions,
 )
@@ -227,6 +228,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
         predict,
         predictions,
         outcomes,
+        performance,
         models,
         artifacts,
         compat,

@@ -3,6 +3,9 @@ the module that does the work.
 
     train.py    train                       ml.train, ml.publish
     predict.py  predict                     batch.offline.score_file
+    evaluate.py  evaluate                   monitoring.local, monitoring.performance,
+                                            ml.validation_report
+    recalibrate.py  recalibrate             monitoring.calibration, ml.recalibrate
     serve.py    serve, ui, up               api.app, ui.launch
     models.py   models list | show | activate   ml.store, db.audit
     db.py       db upgrade | current        db.migrate
@@ -60,12 +63,23 @@ RegistryOpt = Annotated[
 ]
 
 # The groups use the helpers above, so they are imported after them.
-from sepsis_api.cli import config, db, models, predict, serve, train  # noqa: E402
+from sepsis_api.cli import (  # noqa: E402
+    config,
+    db,
+    evaluate,
+    models,
+    predict,
+    recalibrate,
+    serve,
+    train,
+)
 
 app.add_typer(models.app, name="models")
 app.add_typer(db.app, name="db")
 app.command()(train.train)
 app.command()(predict.predict)
+app.command()(evaluate.evaluate)
+app.command()(recalibrate.recalibrate)
 app.command()(serve.serve)
 app.command()(serve.ui)
 app.command()(serve.up)

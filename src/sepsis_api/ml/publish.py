@@ -119,20 +119,26 @@ def save_run(run: TrainingRun, root: Path) -> Path:
             sio.dump(r.fitted, tmp / f"{name}.skops", compression=zipfile.ZIP_DEFLATED)
         write_report(run, card, tmp)
         write_model_card(card, tmp)
-        card["files"] = {
-            str(p.relative_to(tmp)): sha256_of(p) for p in sorted(tmp.rglob("*")) if p.is_file()
-        }
-        (tmp / CARD).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-        tmp.chmod(0o755)  # mkdtemp makes it owner-only; servers may run as another user
-        if final.exists():  # same data, seed and settings: replace, never half-replace
-            old = final.with_name(f".{final.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            final.rename(old)
-            tmp.rename(final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(final)
+        finish_version(tmp, card, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def finish_version(tmp: Path, card: dict[str, Any], final: Path) -> None:
+    """Hash every file of the filled directory ``tmp`` into the card, write it, and put the
+    directory in place as ``final`` (replacing one there whole, never half)."""
+    card["files"] = {
+        str(p.relative_to(tmp)): sha256_of(p) for p in sorted(tmp.rglob("*")) if p.is_file()
+    }
+    (tmp / CARD).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    tmp.chmod(0o755)  # mkdtemp makes it owner-only; servers may run as another user
+    if final.exists():  # same data, seed and settings: replace, never half-replace
+        old = final.with_name(f".{final.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(final)
