@@ -7,6 +7,7 @@ the module that does the work.
     models.py   models list | show | activate   ml.store, db.audit
     db.py       db upgrade | current        db.migrate
     config.py   config                      config.settings_table
+    traffic.py  traffic                     HTTP to a running server (httpx), ml.scoring
 
 Start-up stays light: this package imports typer, rich and the settings only; every command
 imports what it needs (numpy, pandas, the model code, uvicorn, the API) when it runs.
@@ -60,7 +61,7 @@ RegistryOpt = Annotated[
 ]
 
 # The groups use the helpers above, so they are imported after them.
-from sepsis_api.cli import config, db, models, predict, serve, train  # noqa: E402
+from sepsis_api.cli import config, db, models, predict, serve, traffic, train  # noqa: E402
 
 app.add_typer(models.app, name="models")
 app.add_typer(db.app, name="db")
@@ -70,5 +71,6 @@ app.command()(serve.serve)
 app.command()(serve.ui)
 app.command()(serve.up)
 app.command()(config.config)
+app.command()(traffic.traffic)
 
 __all__ = ["RegistryOpt", "app", "console", "out"]
