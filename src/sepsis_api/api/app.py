@@ -22,6 +22,7 @@ from sepsis_api.api.access_log import AccessLog
 from sepsis_api.api.fastpath import PredictFastPath
 from sepsis_api.api.metrics import Metrics
 from sepsis_api.api.middleware import RequestContext
+from sepsis_api.api.monitor import refresh_monitoring
 from sepsis_api.api.protocols import mlflow, v2
 from sepsis_api.api.routes import (
     admin,
@@ -183,10 +184,19 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
         gc.collect()
         gc.freeze()
         follower = asyncio.create_task(follow_activations(service, registry, settings))
+        monitor = None
+        if settings.monitoring_interval_seconds > 0:
+            monitor = asyncio.create_task(
+                refresh_monitoring(
+                    service, metrics.monitoring, settings.monitoring_interval_seconds
+                )
+            )
         try:
             yield
         finally:
             follower.cancel()
+            if monitor is not None:
+                monitor.cancel()
             writer.close()  # commit whatever is still queued before the engine goes
             if loop_writer is not None:
                 loop_writer.close()
