@@ -32,6 +32,7 @@ from sepsis_api.api.routes import (
     meta,
     models,
     outcomes,
+    performance,
     predict,
     predictions,
 )
@@ -222,6 +223,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
         predictions,
         outcomes,
         drift,
+        performance,
         models,
         artifacts,
         compat,
