@@ -86,15 +86,24 @@ def samples(text: str) -> dict[str, list[tuple[str, float]]]:
 
 def test_gauges_with_two_workers_show_the_drift_routes_figures(two_workers, train_csv):
     srv = two_workers
-    ok = traffic(srv.url, train_csv, "--count", str(N), "--seed", "3", "--shift", "PL=+30")
+    ok = traffic(
+        srv.url,
+        train_csv,
+        *("--count", str(N), "--seed", "3", "--shift", "PL=+30"),
+        *("--outcomes-from", "logistic_regression"),
+    )
     assert ok.returncode == 0, ok.stderr
     report = httpx.get(srv.url + "/v1/monitoring/drift").json()
+    performance = httpx.get(srv.url + "/v1/monitoring/performance").json()
+    assert performance["status"] == "ok", performance
     model = report["model"]
 
     def current() -> dict[str, list[tuple[str, float]]]:
         s = samples(httpx.get(srv.url + "/metrics").text)
         counted = s.get("sepsis_api_monitoring_window_estimates", [])
-        return s if (f'{{model="{model}"}}', float(N)) in counted else {}
+        judged = s.get("sepsis_api_performance_outcomes", [])
+        label = f'{{model="{model}"}}'
+        return s if (label, float(N)) in counted and (label, float(N)) in judged else {}
 
     wait_for(current, "the gauges to count the traffic", timeout=60)
     for _ in range(6):  # new connections: the kernel spreads them over both workers
@@ -115,6 +124,16 @@ def test_gauges_with_two_workers_show_the_drift_routes_figures(two_workers, trai
         card = report["alert_rate"]["reference"]
         low = dict(s["sepsis_api_alert_rate_card_low_ratio"])[f'{{model="{model}"}}']
         assert low == pytest.approx(card["low"])
+        for metric, key in (
+            ("sepsis_api_performance_roc_auc_ratio", "roc_auc"),
+            ("sepsis_api_performance_brier_ratio", "brier"),
+            ("sepsis_api_performance_calibration_slope", "calibration_slope"),
+            ("sepsis_api_performance_calibration_intercept", "calibration_intercept"),
+        ):
+            got = dict(s[metric])[f'{{model="{model}"}}']
+            assert got == pytest.approx(performance[key]["estimate"], rel=1e-9), metric
+        outcomes = dict(s["sepsis_api_performance_outcomes"])[f'{{model="{model}"}}']
+        assert outcomes == N
         (stamp,) = [v for _, v in s["sepsis_api_monitoring_last_computed_timestamp_seconds"]]
         assert stamp > 0
         # Models without estimates in the window: not estimable, not zero.

@@ -166,6 +166,37 @@ class MonitoringGauges:
             "Upper bound of the model card's alert-rate interval (out-of-fold bootstrap).",
             model,
         )
+        self.outcomes = gauge(
+            "sepsis_api_performance_outcomes",
+            "Estimates of the performance window (30 days) with a recorded outcome.",
+            model,
+        )
+        self.events = gauge(
+            "sepsis_api_performance_events",
+            "Of those, outcomes that were Positive.",
+            model,
+        )
+        self.roc_auc = gauge(
+            "sepsis_api_performance_roc_auc_ratio",
+            "ROC AUC of the estimates against their outcomes (NaN below 100 events and 100 "
+            "non-events).",
+            model,
+        )
+        self.brier = gauge(
+            "sepsis_api_performance_brier_ratio",
+            "Brier score of the estimates against their outcomes (NaN as for the AUC).",
+            model,
+        )
+        self.calibration_slope = gauge(
+            "sepsis_api_performance_calibration_slope",
+            "Calibration slope (logistic recalibration; 1 is ideal; NaN as for the AUC).",
+            model,
+        )
+        self.calibration_intercept = gauge(
+            "sepsis_api_performance_calibration_intercept",
+            "Calibration-in-the-large (0 is ideal; NaN as for the AUC).",
+            model,
+        )
         self.last_computed = Gauge(
             "sepsis_api_monitoring_last_computed_timestamp_seconds",
             "When the monitoring figures were last computed (Unix time; 0 = never).",
