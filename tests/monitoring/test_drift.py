@@ -158,3 +158,56 @@ def test_bad_queries_are_422_naming_the_field(client, shipped):
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "since"
     r = client.get("/v1/monitoring/drift", params={"since": "yesterday"})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "since"
+
+
+def test_whole_past_days_are_counted_once_and_kept(tmp_path, shipped, train_csv):
+    from datetime import UTC, datetime, timedelta
+
+    from sepsis_api.config import Settings
+    from sepsis_api.db.audit import open_audit
+    from sepsis_api.ids import new_ids
+    from sepsis_api.ml.scoring import Predictor, score
+
+    audit = open_audit(Settings(_env_file=None, data_dir=tmp_path))
+    model = Predictor(shipped).default
+    X = sample(train_csv, 5)
+    now = datetime.now(UTC)
+    # 600 estimates over four days: three whole past days and today (the last 150).
+    stamps = [now - timedelta(days=3 - i // 150, minutes=i % 150) for i in range(N)]
+    s = score(model, X)
+    each = {
+        "id": new_ids(N),
+        "created_at": stamps,
+        "patient_id": [None] * N,
+        "inputs": [dict(zip([f.code for f in FEATURES], r, strict=True)) for r in X.tolist()],
+        "probability": s.probability.tolist(),
+        "label": s.label.tolist(),
+        "risk_band": s.band.tolist(),
+    }
+    same = {
+        "request_id": "r",
+        "caller": "t",
+        "source": "batch",
+        "model_name": model.name,
+        "model_version": model.version,
+        "threshold": model.threshold,
+        "contributions": None,
+    }
+    audit.record(audit.insert.params(N, each, same))
+    window = d.Window.recent(shipped.version, model.name)
+    d.CLOSED_DAYS.clear()
+    cold = d.drift_report(audit.engine, shipped.card, window).as_dict()
+    kept = len(d.CLOSED_DAYS._days)
+    assert kept >= 2  # the whole past days (the oldest may start inside the window)
+    warm = d.drift_report(audit.engine, shipped.card, window).as_dict()
+    assert warm == cold
+    assert len(d.CLOSED_DAYS._days) == kept
+    assert cold["n"] == N
+    want = expected_psi(shipped.card, X)
+    for f in cold["features"]:
+        assert f["psi"] == pytest.approx(want[f["feature"]], abs=1e-9), f["feature"]
+    days = cold["alerts_per_day"]
+    assert [day["date"] for day in days] == sorted({t.date().isoformat() for t in stamps})
+    assert sum(day["n"] for day in days) == N
+    assert sum(day["alerts"] for day in days) == int(s.positive.sum())
+    audit.engine.dispose()

@@ -4,8 +4,9 @@ Per feature, the population stability index (PSI) of the live values against the
 data's decile bins (plus a "not measured" bin, so a change in how often a value is missing
 counts as drift); the same for the predicted risk against the out-of-fold probabilities; the
 alert rate with its Wilson interval against the card's; and the alerts per day. The counts
-come from one aggregate query over the window (and one grouped by day), never from rows
-fetched into Python.
+come from one aggregate query per UTC day of the window, never from rows fetched into Python;
+the counts of a whole day that is over are kept (``ClosedDays``), so a window of many days
+costs a query over today's estimates once its past days have been counted.
 
 Thresholds are the usual ones of credit scoring, where PSI comes from: below 0.1 stable,
 0.1 to 0.25 a moderate shift worth a look (``warn``), 0.25 and above a shift (``alert``).
@@ -24,9 +25,11 @@ rates near the card's, too wide to tell.
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
@@ -243,29 +246,106 @@ def _window_counts(
     return dict(row._mapping)
 
 
-def _per_day(engine: Engine, window: Window) -> list[dict[str, Any]]:
-    """Estimates and alerts per UTC day of the window, oldest first."""
-    if engine.dialect.name == "sqlite":
-        day: ColumnElement[Any] = func.substr(Prediction.created_at, 1, 10)
-    else:
-        day = func.date(func.timezone("UTC", Prediction.created_at))
-    q = (
-        select(
-            day.label("day"),
-            func.count().label("n"),
-            _count(Prediction.label == LABEL_POSITIVE).label("alerts"),
-        )
-        .where(_where(window, engine))
-        .group_by(day)
-        .order_by(day)
+def _data_range(engine: Engine, window: Window) -> tuple[datetime, datetime] | None:
+    """The first and last creation time of any estimate in the window's time range (None when
+    there is none): two look-ups in the created_at index (no other filter, which would make
+    them scans)."""
+    created = Prediction.created_at
+    in_range = and_(
+        created >= _stored(window.since, engine), created < _stored(window.until, engine)
     )
     with engine.connect() as conn:
-        rows = conn.execute(q).all()
-    out = []
-    for d, n, alerts in rows:
-        iso = d.isoformat() if isinstance(d, date) else str(d)
-        out.append({"date": iso, "n": n, "alerts": alerts, "alert_rate": alerts / n})
-    return out
+        first = conn.execute(select(func.min(created)).where(in_range)).scalar()
+        last = conn.execute(select(func.max(created)).where(in_range)).scalar()
+    if first is None or last is None:
+        return None
+    return (_aware(first), _aware(last))
+
+
+def _aware(t: datetime) -> datetime:
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+class ClosedDays:
+    """Counts of whole UTC days that are over, kept per process (bounded, least recently used
+    dropped first). The audit log is append-only and stamps rows with the time of the request,
+    so a day's counts stop changing once it is over; a day is taken as over ``SETTLE`` after its
+    end, longer than any audit commit may wait (SEPSIS_API_AUDIT_WAIT_SECONDS)."""
+
+    SETTLE = timedelta(minutes=5)
+
+    def __init__(self, max_days: int = 4096) -> None:
+        self.max_days = max_days
+        self._days: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> dict[str, Any] | None:
+        with self._lock:
+            found = self._days.get(key)
+            if found is not None:
+                self._days.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[Any, ...], counts: dict[str, Any]) -> None:
+        with self._lock:
+            self._days[key] = counts
+            self._days.move_to_end(key)
+            while len(self._days) > self.max_days:
+                self._days.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._days.clear()
+
+
+CLOSED_DAYS = ClosedDays()
+
+
+def _day_pieces(window: Window, first: datetime, last: datetime) -> list[tuple[Window, bool]]:
+    """The window cut at UTC midnights, from the day of its first estimate to that of its
+    last: (piece, whether it is a whole day that is over)."""
+    over_before = datetime.now(UTC) - ClosedDays.SETTLE
+    day = datetime.combine(first.date(), datetime.min.time(), tzinfo=UTC)
+    pieces = []
+    while day <= last:
+        try:
+            end = day + timedelta(days=1)
+        except OverflowError:  # the last day of year 9999
+            end = datetime.max.replace(tzinfo=UTC)
+        start, stop = max(window.since, day), min(window.until, end)
+        whole = start == day and stop == end and end <= over_before
+        pieces.append((replace(window, since=start, until=stop), whole))
+        day = end
+        if end == datetime.max.replace(tzinfo=UTC):
+            break
+    return pieces
+
+
+def _counts(
+    engine: Engine, window: Window, features: dict[str, dict[str, Any]], risk_edges: list[float]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The window's counts, summed over its days (whole past days from ``CLOSED_DAYS`` when
+    there), and the estimates and alerts of each day."""
+    span = _data_range(engine, window)
+    total: dict[str, Any] = {"n": 0, "alerts": 0}
+    per_day: list[dict[str, Any]] = []
+    if span is None:
+        return total, per_day
+    fingerprint = (str(engine.url), window.model_version, window.model_name, len(features))
+    for piece, whole in _day_pieces(window, *span):
+        key = (*fingerprint, piece.since.date())
+        counts = CLOSED_DAYS.get(key) if whole else None
+        if counts is None:
+            counts = _window_counts(engine, piece, features, risk_edges)
+            if whole:
+                CLOSED_DAYS.put(key, counts)
+        for k, v in counts.items():
+            total[k] = total.get(k, 0) + (v or 0)
+        if counts["n"]:
+            n, alerts = int(counts["n"]), int(counts["alerts"])
+            day = piece.since.date().isoformat()
+            per_day.append({"date": day, "n": n, "alerts": alerts, "alert_rate": alerts / n})
+    return total, per_day
 
 
 def _bin_counts(below: list[int], total: int) -> list[int]:
@@ -287,7 +367,7 @@ def drift_report(engine: Engine, card: dict[str, Any], window: Window) -> DriftR
     ref = card.get("drift_reference")
     features: dict[str, dict[str, Any]] = ref["features"] if ref else {}
     risk_ref = ref["predicted_risk"].get(window.model_name) if ref else None
-    counts = _window_counts(engine, window, features, risk_ref["edges"] if risk_ref else [])
+    counts, per_day = _counts(engine, window, features, risk_ref["edges"] if risk_ref else [])
     n, alerts = int(counts["n"]), int(counts["alerts"])
     rate = wilson(alerts, n)
     report = DriftReport(
@@ -302,7 +382,7 @@ def drift_report(engine: Engine, card: dict[str, Any], window: Window) -> DriftR
         alert_rate=rate,
         reference_alert_rate=reference_rate,
         alert_rate_status=alert_rate_status(rate, n, reference_rate),
-        per_day=_per_day(engine, window),
+        per_day=per_day,
     )
     if ref is None or risk_ref is None:
         report.detail = (
