@@ -22,12 +22,14 @@ from sepsis_api.api.access_log import AccessLog
 from sepsis_api.api.fastpath import PredictFastPath
 from sepsis_api.api.metrics import Metrics
 from sepsis_api.api.middleware import RequestContext
+from sepsis_api.api.monitor import refresh_monitoring
 from sepsis_api.api.protocols import fhir, mlflow, v2
 from sepsis_api.api.protocols.fhir_mapping import load_mapping
 from sepsis_api.api.routes import (
     admin,
     artifacts,
     compat,
+    drift,
     meta,
     models,
     outcomes,
@@ -199,10 +201,19 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
         gc.collect()
         gc.freeze()
         follower = asyncio.create_task(follow_activations(service, registry, settings))
+        monitor = None
+        if settings.monitoring_interval_seconds > 0:
+            monitor = asyncio.create_task(
+                refresh_monitoring(
+                    service, metrics.monitoring, settings.monitoring_interval_seconds
+                )
+            )
         try:
             yield
         finally:
             follower.cancel()
+            if monitor is not None:
+                monitor.cancel()
             writer.close()  # commit whatever is still queued before the engine goes
             if loop_writer is not None:
                 loop_writer.close()
@@ -228,6 +239,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
         predict,
         predictions,
         outcomes,
+        drift,
         performance,
         models,
         artifacts,

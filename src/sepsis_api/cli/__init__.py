@@ -10,6 +10,7 @@ the module that does the work.
     models.py   models list | show | activate   ml.store, db.audit
     db.py       db upgrade | current        db.migrate
     config.py   config                      config.settings_table
+    traffic.py  traffic                     HTTP to a running server (httpx), ml.scoring
 
 Start-up stays light: this package imports typer, rich and the settings only; every command
 imports what it needs (numpy, pandas, the model code, uvicorn, the API) when it runs.
@@ -71,6 +72,7 @@ from sepsis_api.cli import (  # noqa: E402
     predict,
     recalibrate,
     serve,
+    traffic,
     train,
 )
 
@@ -84,5 +86,6 @@ app.command()(serve.serve)
 app.command()(serve.ui)
 app.command()(serve.up)
 app.command()(config.config)
+app.command()(traffic.traffic)
 
 __all__ = ["RegistryOpt", "app", "console", "out"]
