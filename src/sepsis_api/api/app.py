@@ -99,8 +99,10 @@ def _openapi_with_our_errors(
             ours = {"$ref": "#/components/schemas/ErrorResponse"}
             for path, operations in spec.get("paths", {}).items():
                 if shapes.shape_for(path) is not None:
-                    for op in operations.values():  # their routes answer these as a 400
-                        op.get("responses", {}).pop("422", None)
+                    for op in operations.values():  # their routes answer it as a 400
+                        responses = op.get("responses", {})
+                        if "HTTPValidationError" in str(responses.get("422", "")):
+                            del responses["422"]
                     continue
                 for op in operations.values():
                     for code, response in op.get("responses", {}).items():
