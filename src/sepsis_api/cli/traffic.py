@@ -114,9 +114,7 @@ def traffic(
     ] = None,
     batch: Annotated[int, typer.Option(min=1, max=10_000, help="Patients per request.")] = 100,
     model: Annotated[str | None, typer.Option(help="Model the server should use.")] = None,
-    api_key: Annotated[
-        str | None, typer.Option(envvar="SEPSIS_API_TRAFFIC_KEY", help="API key to send.")
-    ] = None,
+    api_key: Annotated[str | None, typer.Option(help="API key to send.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the resampling and the outcomes.")] = 0,
     max_seconds: Annotated[
         float, typer.Option(min=1, help="Stop after this long whatever is left.")

@@ -92,13 +92,16 @@ class Window:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> Window:
-        """``until`` defaults to now, ``since`` to ``DEFAULT_WINDOW`` before ``until``."""
+        """``until`` defaults to now, ``since`` to the UTC midnight ``DEFAULT_WINDOW`` before
+        ``until``'s day: the 7 whole days before it and that day up to ``until``."""
         end = (until or datetime.now(UTC)).astimezone(UTC)
         if since is not None:
             start = since.astimezone(UTC)
         else:
+            # From a midnight: whole days, whose counts are kept once over (ClosedDays).
+            midnight = datetime.combine(end.date(), datetime.min.time(), tzinfo=UTC)
             try:
-                start = end - DEFAULT_WINDOW
+                start = midnight - DEFAULT_WINDOW
             except OverflowError:  # an ``until`` in the first week of year 1
                 start = datetime.min.replace(tzinfo=UTC)
         return cls(model_version, model_name, start, end)
