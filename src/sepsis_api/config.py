@@ -110,8 +110,8 @@ class Settings(BaseSettings):
     monitoring_interval_seconds: float = Field(
         default=300.0,
         ge=0,
-        description="How often the monitoring gauges on /metrics (drift, alert rate) are "
-        "recomputed over the last 7 days' estimates, off the request path; 0 turns them off.",
+        description="How often the monitoring gauges on /metrics (drift, alert rate, "
+        "performance) are recomputed, off the request path; 0 turns them off.",
     )
 
     ui_api_url: str = Field(

@@ -211,3 +211,13 @@ def test_whole_past_days_are_counted_once_and_kept(tmp_path, shipped, train_csv)
     assert sum(day["n"] for day in days) == N
     assert sum(day["alerts"] for day in days) == int(s.positive.sum())
     audit.engine.dispose()
+
+
+def test_an_empty_window_is_insufficient_data(client):
+    for params in ({}, {"until": "2000-01-01T00:00:00Z"}, {"since": "0001-01-01T00:00:00Z"}):
+        r = client.get("/v1/monitoring/drift", params=params)
+        assert r.status_code == 200, r.text
+        report = r.json()
+        assert report["n"] == 0 and report["status"] == "insufficient_data"
+        assert all(f["psi"] is None and f["mean"] is None for f in report["features"])
+        assert report["alerts_per_day"] == [] and report["alert_rate"]["estimate"] is None

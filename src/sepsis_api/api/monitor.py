@@ -114,6 +114,8 @@ async def refresh_monitoring(service: Service, gauges: MonitoringGauges, interva
                     reports, performance = await run_in_threadpool(compute, service)
                 except SQLAlchemyError as e:  # the staleness gauge shows it; keep trying
                     log.warning("monitoring figures not computed: %s", type(e).__name__)
+                except Exception:  # a bug must not end the task: log it, stay stale, retry
+                    log.exception("monitoring figures not computed")
                 else:
                     for report in reports:
                         publish(gauges, report)

@@ -21,15 +21,11 @@ from urllib.parse import urlsplit
 import typer
 
 from sepsis_api.cli import _fail, console, out
-from sepsis_api.schema import FEATURES, LABEL_NEGATIVE, LABEL_POSITIVE, feature_for
 
 if TYPE_CHECKING:
     import numpy as np
 
 MAX_COUNT = 1_000_000
-SHIFT_EXPECTED = "CODE=+N or CODE=-N, e.g. PL=+30, with CODE one of " + ", ".join(
-    f.code for f in FEATURES
-)
 
 
 @dataclass(frozen=True)
@@ -40,6 +36,8 @@ class Shift:
 
 
 def parse_shift(text: str) -> Shift:
+    from sepsis_api.schema import FEATURES, feature_for  # numpy: imported when the command runs
+
     code, sep, amount = text.partition("=")
     feature = feature_for(code.strip())
     try:
@@ -47,7 +45,10 @@ def parse_shift(text: str) -> Shift:
     except ValueError:
         delta = math.nan
     if not sep or feature is None or not math.isfinite(delta):
-        raise ValueError(f"--shift {text!r}: expected {SHIFT_EXPECTED}")
+        codes = ", ".join(f.code for f in FEATURES)
+        raise ValueError(
+            f"--shift {text!r}: expected CODE=+N or CODE=-N, e.g. PL=+30, with CODE one of {codes}"
+        )
     return Shift(feature.code, FEATURES.index(feature), delta)
 
 
@@ -66,6 +67,8 @@ def shifted(X: np.ndarray, shifts: list[Shift]) -> np.ndarray:
     feature's valid range (a value that is not measured stays not measured)."""
     import numpy as np
 
+    from sepsis_api.schema import FEATURES
+
     X = np.array(X, dtype=np.float64, copy=True)
     for s in shifts:
         f = FEATURES[s.index]
@@ -80,6 +83,8 @@ def shifted(X: np.ndarray, shifts: list[Shift]) -> np.ndarray:
 
 def patient_records(X: np.ndarray) -> list[dict[str, Any]]:
     """Rows of the feature matrix as JSON patients (NaN -> null, integer features as ints)."""
+    from sepsis_api.schema import FEATURES
+
     records = []
     for row in X.tolist():
         rec: dict[str, Any] = {}
@@ -114,9 +119,7 @@ def traffic(
     ] = None,
     batch: Annotated[int, typer.Option(min=1, max=10_000, help="Patients per request.")] = 100,
     model: Annotated[str | None, typer.Option(help="Model the server should use.")] = None,
-    api_key: Annotated[
-        str | None, typer.Option(envvar="SEPSIS_API_TRAFFIC_KEY", help="API key to send.")
-    ] = None,
+    api_key: Annotated[str | None, typer.Option(help="API key to send.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the resampling and the outcomes.")] = 0,
     max_seconds: Annotated[
         float, typer.Option(min=1, help="Stop after this long whatever is left.")
@@ -136,6 +139,7 @@ def traffic(
     from sepsis_api.ml.data import DataError, load_table
     from sepsis_api.ml.scoring import open_model, score
     from sepsis_api.ml.store import ArtifactError
+    from sepsis_api.schema import LABEL_NEGATIVE, LABEL_POSITIVE
 
     if not is_loopback(url) and not allow_remote:
         raise _fail(f"--url {url}: not a loopback address; pass --allow-remote to send there")

@@ -92,13 +92,16 @@ class Window:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> Window:
-        """``until`` defaults to now, ``since`` to ``DEFAULT_WINDOW`` before ``until``."""
+        """``until`` defaults to now, ``since`` to the UTC midnight ``DEFAULT_WINDOW`` before
+        ``until``'s day: the 7 whole days before it and that day up to ``until``."""
         end = (until or datetime.now(UTC)).astimezone(UTC)
         if since is not None:
             start = since.astimezone(UTC)
         else:
+            # From a midnight: whole days, whose counts are kept once over (ClosedDays).
+            midnight = datetime.combine(end.date(), datetime.min.time(), tzinfo=UTC)
             try:
-                start = end - DEFAULT_WINDOW
+                start = midnight - DEFAULT_WINDOW
             except OverflowError:  # an ``until`` in the first week of year 1
                 start = datetime.min.replace(tzinfo=UTC)
         return cls(model_version, model_name, start, end)
@@ -394,7 +397,7 @@ def drift_report(engine: Engine, card: dict[str, Any], window: Window) -> DriftR
     for code, fref in features.items():
         report.features.append(_feature(code, fref, counts, n))
     if n >= MIN_PSI_ROWS:
-        below = [int(counts[f"risk:<{i}"]) for i in range(len(risk_ref["edges"]))]
+        below = [int(counts.get(f"risk:<{i}", 0)) for i in range(len(risk_ref["edges"]))]
         report.risk_psi = psi(risk_ref["counts"], _bin_counts(below, n))
     report.risk_status = psi_status(report.risk_psi)
     statuses = [f.status for f in report.features] + [report.risk_status]
@@ -408,13 +411,13 @@ def drift_report(engine: Engine, card: dict[str, Any], window: Window) -> DriftR
 
 
 def _feature(code: str, ref: dict[str, Any], counts: dict[str, Any], n: int) -> FeatureDrift:
-    observed = int(counts[f"{code}:observed"])
+    observed = int(counts.get(f"{code}:observed", 0))  # absent: no estimates at all
     missing = n - observed
     value: float | None = None
     if n >= MIN_PSI_ROWS:  # the missing bin counts too: n, not only the observed values
-        below = [int(counts[f"{code}:<{i}"]) for i in range(len(ref["edges"]))]
+        below = [int(counts.get(f"{code}:<{i}", 0)) for i in range(len(ref["edges"]))]
         value = psi([*ref["counts"], ref["missing"]], [*_bin_counts(below, observed), missing])
-    total = counts[f"{code}:sum"]
+    total = counts.get(f"{code}:sum")
     return FeatureDrift(
         feature=code,
         n=n,
@@ -423,7 +426,7 @@ def _feature(code: str, ref: dict[str, Any], counts: dict[str, Any], n: int) -> 
         status=psi_status(value),
         missing_fraction=missing / n if n else None,
         reference_missing_fraction=float(ref["missing_fraction"]),
-        out_of_range_fraction=int(counts[f"{code}:out"]) / observed if observed else None,
+        out_of_range_fraction=int(counts.get(f"{code}:out", 0)) / observed if observed else None,
         mean=float(total) / observed if observed and total is not None else None,
         reference_mean=float(ref["mean"]),
     )

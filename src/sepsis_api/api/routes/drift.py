@@ -81,7 +81,8 @@ def model_in(card: dict[str, Any], model: str | None) -> str:
         "day. Status per figure: `ok` (PSI < 0.1), `warn` (0.1-0.25), `alert` (>= 0.25), "
         "`insufficient_data` under 500 estimates (PSI on fewer is mostly noise), "
         "`no_reference` for a version trained before cards stored reference bins. "
-        f"Default window: the {DEFAULT_WINDOW.days} days before `until` (default now)."
+        f"Default window: the {DEFAULT_WINDOW.days} whole UTC days before the day of `until` "
+        "(default now) and that day up to `until`."
     ),
 )
 async def drift(
