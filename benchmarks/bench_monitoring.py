@@ -80,6 +80,10 @@ def _sqlite_time(t: float) -> str:
 BAND_NAMES = np.array(["low", "moderate", "high"])
 
 
+def _outcome_id(i: int, revision: int) -> str:
+    return f"{i:08x}-{revision:04x}-7000-9000-{i:012x}"
+
+
 def _outcome(true: bool, revision: int, revised: bool) -> str:
     """A revised outcome was first recorded wrong: only the latest revision is the truth."""
     wrong = revised and revision == 1
@@ -122,7 +126,7 @@ def fill_sqlite(path: Path, n: int) -> None:
                 "INSERT INTO outcomes VALUES (?,?,?,?,?,?,?,?,?)",
                 (
                     (
-                        f"o{rev}-{r['ids'][i]}",
+                        _outcome_id(i, rev),
                         r["ids"][i],
                         rev,
                         _outcome(bool(r["outcome"][i]), rev, bool(r["revised"][i])),
@@ -163,7 +167,7 @@ def fill_postgres(url: str, dsn: str, n: int) -> None:
             for rev in (1, 2) if r["revised"][i] else (1,):
                 outcome = _outcome(bool(r["outcome"][i]), rev, bool(r["revised"][i]))
                 buf.write(
-                    f"o{rev}-{r['ids'][i]}\t{r['ids'][i]}\t{rev}\t{outcome}\t\\N\tbench\t\\N\t"
+                    f"{_outcome_id(i, rev)}\t{r['ids'][i]}\t{rev}\t{outcome}\t\\N\tbench\t\\N\t"
                     f"{recorded}\tbench\n"
                 )
         with cur.copy("COPY outcomes FROM STDIN") as copy:
@@ -195,6 +199,29 @@ def _get(base: str, path: str, summary: Callable[[dict], str]) -> tuple[str, flo
     return path, elapsed, summary(reply.json())
 
 
+def breakdown(label: str, url: str) -> None:
+    """Where the time of one performance call goes, in this process: the query with the
+    transfer of its rows, then the figures."""
+    from sepsis_api.db.session import make_engine
+    from sepsis_api.monitoring import labelled
+    from sepsis_api.monitoring.performance import report
+
+    version = Registry([PACKAGED_ROOT]).open()
+    engine = make_engine(url)
+    sel = labelled.Selection(version.version, version.default_model)
+    start = time.perf_counter()
+    data = labelled.read(engine, sel)
+    read = time.perf_counter() - start
+    report(data, model_card=version.model_card(version.default_model))
+    figures = time.perf_counter() - start - read
+    engine.dispose()
+    print(
+        f"{label:<11} in process: query and rows {read:.2f} s, figures {figures:.2f} s "
+        f"(load average {os.getloadavg()[0]:.1f})",
+        flush=True,
+    )
+
+
 def run_endpoints(label: str, env: dict[str, str], repeat: int, data_dir: Path) -> None:
     with ServerProcess(data_dir, env) as srv:
         for endpoint in ENDPOINTS:
@@ -214,7 +241,11 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    print(f"{args.rows:,} predictions with outcomes; {os.cpu_count()} CPUs", flush=True)
+    print(
+        f"{args.rows:,} predictions with outcomes; {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f} (1 min)",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="bench-monitoring-") as tmp:
         db = Path(tmp) / "audit.db"
         start = time.perf_counter()
@@ -223,6 +254,7 @@ def main() -> None:
         run_endpoints(
             "SQLite", {"SEPSIS_API_DATABASE_URL": f"sqlite:///{db}"}, args.repeat, Path(tmp)
         )
+        breakdown("SQLite", f"sqlite:///{db}")
         reason = missing_reason()
         if reason is not None:
             print(f"PostgreSQL skipped: {reason}")
@@ -234,6 +266,7 @@ def main() -> None:
             run_endpoints(
                 "PostgreSQL", {"SEPSIS_API_DATABASE_URL": cluster.url}, args.repeat, Path(tmp)
             )
+            breakdown("PostgreSQL", cluster.url)
 
 
 if __name__ == "__main__":

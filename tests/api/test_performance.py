@@ -88,10 +88,13 @@ def test_windows_and_filters(served) -> None:
     assert all(w["start"] < w["end"] for w in weekly["windows"])
     monthly = client.get("/v1/monitoring/performance", params={"every": "month"}).json()
     assert sum(w["n"] for w in monthly["windows"]) == len(y)
-    later = client.get("/v1/monitoring/performance", params={"since": "2999-01-01T00:00:00Z"})
+    later = client.get(
+        "/v1/monitoring/performance", params={"since": "2999-01-01T00:00:00Z", "every": "month"}
+    )
     assert later.status_code == 200
     assert later.json()["n"] == 0 and later.json()["status"] == "insufficient_data"
     assert later.json()["roc_auc"] == {"estimate": None, "ci_low": None, "ci_high": None}
+    assert later.json()["windows"] == []
     other = client.get("/v1/monitoring/performance", params={"model": "random_forest"}).json()
     assert other["model"] == "random_forest" and other["n"] == 0  # nothing scored with it
 

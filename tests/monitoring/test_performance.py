@@ -101,6 +101,7 @@ def test_windows_are_calendar_weeks_and_months_in_utc() -> None:
         return datetime.fromtimestamp(t, UTC).date().isoformat()
 
     months = [(day(s), day(e), list(i)) for s, e, i in windows(created, "month")]
+    assert list(windows(created[:0], "week")) == list(windows(created[:0], "month")) == []
     assert months == [
         ("2024-02-01", "2024-03-01", [3]),
         ("2026-11-01", "2026-12-01", [0, 1]),

@@ -112,7 +112,7 @@ class _Data:
 
     def intercept_given(self, b: float, a: float = 0.0) -> tuple[float, _Moments]:
         """The best intercept with the slope fixed at ``b`` (Newton from ``a``), with the
-        moments of the last pass (at most a step of 1e-10 away)."""
+        moments of the last pass (less than a step of _TOL away)."""
         step = math.inf
         for _ in range(_ITERATIONS):
             # the log-likelihood is wanted at the end only: from the pass whose step is tiny
@@ -130,7 +130,8 @@ class _Data:
 
 @dataclass(frozen=True)
 class Recalibration:
-    """A fitted map ``p' = sigmoid(intercept + slope * logit(p))`` with profile intervals."""
+    """A fitted map ``p' = sigmoid(intercept + slope * logit(p))``; the fitted parameters with
+    their profile-likelihood intervals (none for the intercept of a joint fit)."""
 
     method: str  # "intercept" (slope fixed at 1) or "logistic"
     intercept: Interval

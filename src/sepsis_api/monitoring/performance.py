@@ -192,14 +192,16 @@ _THURSDAY = 3 * DAY  # 1970-01-01 was a Thursday: weeks are counted from Monday 
 def windows(created: np.ndarray, every: str) -> Iterator[tuple[int, int, np.ndarray]]:
     """(start, end, row indices) per calendar week (Monday 00:00 UTC) or month (UTC) that holds
     any row, oldest first; ``created`` in seconds since 1970."""
+    if every not in ("week", "month"):
+        raise ValueError(f"every must be 'week' or 'month', got {every!r}")
+    if len(created) == 0:
+        return
     if every == "week":
         key = (created + _THURSDAY) // WEEK  # weeks since Monday 1969-12-29
         starts = key * WEEK - _THURSDAY
-    elif every == "month":
+    else:
         key = created.astype("datetime64[s]").astype("datetime64[M]").astype(np.int64)
         starts = key.astype("datetime64[M]").astype("datetime64[s]").astype(np.int64)
-    else:
-        raise ValueError(f"every must be 'week' or 'month', got {every!r}")
     order = np.argsort(key, kind="stable")
     keys = key[order]
     cuts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1], [True])))
