@@ -44,7 +44,7 @@ from sepsis_api.api.protocols.fhir_mapping import (
     structure_problems,
 )
 from sepsis_api.api.security import caller_id
-from sepsis_api.schema import FEATURE_CODES, NOT_A_DEVICE
+from sepsis_api.schema import NOT_A_DEVICE
 
 SOURCE = "fhir"
 FHIR_JSON = "application/fhir+json"
@@ -366,18 +366,11 @@ async def predict(
         )
     mapping: FeatureMapping = request.app.state.fhir_mapping
     read = await parse_body(_read, await request.body(), mapping)
-    x = np.array(
-        [
-            [
-                np.nan if read.mapped.values[c] is None else read.mapped.values[c]
-                for c in FEATURE_CODES
-            ]
-        ],
-        dtype=np.float64,
-    )
+    values = read.mapped.values  # every feature, in schema order; None = not measured
+    x = np.array([[np.nan if v is None else v for v in values.values()]], dtype=np.float64)
     [row] = await svc.predict_one(
         x,
-        read.mapped.values,
+        values,
         read.patient_id,
         [served],
         explain=True,

@@ -23,8 +23,10 @@ Rules (``features_from``):
   effective time of the Observations used (now, when none has one). A partial birth date is
   taken at its middle: a year alone as 1 July, a year and month as the 15th.
 
-Every problem found is collected and raised together as one ``MappingProblems``. No FastAPI
-here: the FHIR operation (``fhir.py``) and CDS Hooks both read features through this module.
+Every problem found is collected and raised together as one ``MappingProblems``; plain dicts
+that fhir.resources cannot validate safely (nested too deep, an unknown ``resourceType``) are
+problems too (``structure_problems``). No FastAPI here: the FHIR operation (``fhir.py``) and
+CDS Hooks both read features through this module.
 """
 
 from __future__ import annotations
