@@ -22,7 +22,7 @@ from sepsis_api.api.access_log import AccessLog
 from sepsis_api.api.fastpath import PredictFastPath
 from sepsis_api.api.metrics import Metrics
 from sepsis_api.api.middleware import RequestContext
-from sepsis_api.api.protocols import mlflow, v2
+from sepsis_api.api.protocols import cds_hooks, mlflow, v2
 from sepsis_api.api.routes import (
     admin,
     artifacts,
@@ -136,10 +136,17 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     api_keys = parse_keys(settings.api_keys, settings.api_keys_file)
     admin_keys = parse_keys(settings.admin_keys, settings.admin_keys_file)
     access_log = AccessLog() if settings.access_log else None
+    cds_tokens = cds_hooks.ehr_tokens(settings)
 
     def outer(framework: ASGIApp) -> ASGIApp:
         inner = PredictFastPath(framework) if fast_path else framework
-        inner = RequireAPIKey(inner, keys=api_keys, admin_keys=admin_keys)
+        inner = RequireAPIKey(
+            inner,
+            keys=api_keys,
+            admin_keys=admin_keys,
+            jwt_prefix=cds_hooks.PREFIX + "/" if cds_tokens else None,
+        )
+        inner = cds_hooks.with_cors(inner, settings.cds_cors_origins)
         return RequestContext(
             inner, metrics=metrics, max_body_bytes=settings.max_body_bytes, access_log=access_log
         )
@@ -203,6 +210,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.api_keys = api_keys
+    app.state.cds_tokens = cds_tokens
     errors.install(app)
     app.openapi = _openapi_with_our_errors(app)  # type: ignore[method-assign]  # FastAPI documents replacing it
     for module in (
@@ -216,6 +224,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
         admin,
         v2,
         mlflow,
+        cds_hooks,
     ):
         app.include_router(module.router)
     return app
