@@ -128,7 +128,7 @@ class Settings(BaseSettings):
     cds_jwks_cache_seconds: float = Field(
         default=300.0, gt=0, description="How long an issuer's fetched JWKS is reused."
     )
-    cds_token_max_seconds: float = Field(
+    cds_jwt_max_seconds: float = Field(
         default=600.0,
         gt=0,
         description="Longest lifetime (exp - now) accepted for a CDS Hooks JWT; each jti is "

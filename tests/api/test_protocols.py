@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from cds import hook_request, prefetch
 from factories import PATIENT
 from sepsis_api.schema import FEATURE_CODES
 
@@ -37,10 +38,18 @@ def _mlflow(client: Any) -> tuple[float, str]:
     return p["probability"], p["prediction_id"]
 
 
+def _cds_hooks(client: Any) -> tuple[float, str]:
+    r = client.post("/cds-services/sepsis-risk", json=hook_request(prefetch(PATIENT)))
+    assert r.status_code == 200, r.text
+    card = r.json()["cards"][0]
+    return client.get(f"/v1/predictions/{card['uuid']}").json()["probability"], card["uuid"]
+
+
 # source in the audit log, the route label, the call (probability, prediction id)
 PROTOCOLS: dict[str, tuple[str, Callable[[Any], tuple[float, str]]]] = {
     "v2": ("/v2/models/{model}/infer", _v2),
     "mlflow": ("/invocations", _mlflow),
+    "cds-hooks": ("/cds-services/{service_id}", _cds_hooks),
 }
 
 
@@ -61,3 +70,4 @@ def test_each_protocol_gives_v1s_estimate_audited_with_its_source(client, source
 def test_root_links_the_protocol_roots(client):
     links = client.get("/").json()["links"]
     assert links["open_inference_v2"] == "/v2" and links["mlflow_invocations"] == "/invocations"
+    assert links["cds_hooks_discovery"] == "/cds-services"

@@ -81,15 +81,16 @@ class FeedbackLog:
                     "recorded_at": now,
                     "recorded_by": recorded_by,
                 }
-                stored.append(conn.execute(self._insert().values(row)).rowcount == 1)
+                # RETURNING, not rowcount: the PostgreSQL driver reports -1 for this statement
+                stored.append(conn.execute(self._insert().values(row)).first() is not None)
             return stored
 
     def _insert(self) -> Insert:
         """INSERT that skips a row already stored (the unique card, outcome, time index)."""
         table = Base.metadata.tables[CDSFeedback.__tablename__]
         if self.engine.dialect.name == "postgresql":
-            return postgresql.insert(table).on_conflict_do_nothing()
-        return sqlite.insert(table).on_conflict_do_nothing()
+            return postgresql.insert(table).on_conflict_do_nothing().returning(table.c.id)
+        return sqlite.insert(table).on_conflict_do_nothing().returning(table.c.id)
 
     @staticmethod
     def _check(conn: Connection, items: Sequence[FeedbackIn], caller: str, source: str) -> None:

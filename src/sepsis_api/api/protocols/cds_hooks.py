@@ -195,7 +195,7 @@ def ehr_tokens(settings: Settings) -> EHRTokens | None:
         settings.cds_issuers,
         timeout=settings.cds_timeout_seconds,
         cache_seconds=settings.cds_jwks_cache_seconds,
-        max_lifetime=settings.cds_token_max_seconds,
+        max_lifetime=settings.cds_jwt_max_seconds,
         replay_size=settings.cds_replay_cache_size,
     )
 
@@ -217,7 +217,12 @@ async def _caller(request: Request) -> str:
         raise _refused("send the EHR's signed JWT as 'Authorization: Bearer <JWT>'")
     settings: Settings = request.app.state.settings
     base = (settings.public_url or "").rstrip("/")
-    audiences = [base + request.scope["path"], base + PREFIX]
+    path = request.scope["path"]
+    # The endpoint called; for feedback also its service's endpoint; and the discovery URL,
+    # which some EHRs name in every token.
+    audiences = list(
+        dict.fromkeys([base + path, base + path.removesuffix("/feedback"), base + PREFIX])
+    )
     wait = 2 * settings.cds_timeout_seconds + 1  # a JWKS fetch at most, plus the checks
     try:
         claims = await asyncio.wait_for(
@@ -291,14 +296,44 @@ async def discovery() -> Response:
     return json_response(dump(DiscoveryResponse(services=[description()])))
 
 
-_HOOK_EXAMPLE = {
-    "hook": HOOK,
-    "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
-    "context": {"userId": "Practitioner/example", "patientId": "1288992"},
-    "prefetch": {
-        PATIENT_KEY: {"resourceType": "Patient", "id": "1288992", "birthDate": "1976-03-14"}
-    },
-}
+# The example patient of the docs (row 1 of the training file), one Observation per feature.
+_EXAMPLE_VALUES = {
+    "PRG": 6, "PL": 148, "PR": 72, "SK": 35, "TS": 0, "M11": 33.6, "BD2": 0.627, "Insurance": 0
+}  # fmt: skip
+
+
+def example_request(patient_id: str = "1288992") -> dict[str, Any]:
+    """A complete hook request (every prefetch key), as an EHR would send it for the docs'
+    example patient, coded by the FHIR mapping's first code and unit of each feature."""
+    ucum = "http://unitsofmeasure.org"
+    given: dict[str, Any] = {
+        PATIENT_KEY: {"resourceType": "Patient", "id": patient_id, "birthDate": "1973-11-20"}
+    }
+    for code, rule in mapping().features.items():
+        coding, unit = rule.codes[0], next(iter(rule.units))
+        quantity: dict[str, Any] = {"value": _EXAMPLE_VALUES[code]}
+        if unit != "1":
+            quantity.update(unit=unit, system=ucum, code=unit)
+        observation = {
+            "resourceType": "Observation",
+            "id": f"example-{code.lower()}",
+            "status": "final",
+            "code": {"coding": [{"system": coding.system, "code": coding.code}]},
+            "subject": {"reference": f"Patient/{patient_id}"},
+            "effectiveDateTime": "2024-03-01T09:30:00Z",
+            "valueQuantity": quantity,
+        }
+        given[code] = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "entry": [{"resource": observation}],
+        }
+    return {
+        "hook": HOOK,
+        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "context": {"userId": "Practitioner/example", "patientId": patient_id},
+        "prefetch": given,
+    }
 
 
 @router.post(
@@ -311,7 +346,7 @@ _HOOK_EXAMPLE = {
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": {"type": "object"}, "example": _HOOK_EXAMPLE}
+                "application/json": {"schema": {"type": "object"}, "example": example_request()}
             },
         }
     },
