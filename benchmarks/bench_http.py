@@ -1,6 +1,6 @@
 """HTTP throughput and latency of the API against the bare HTTP stack, driven by wrk.
 
-Five targets, each a real server process on 127.0.0.1 (a free port), started and stopped here:
+Six targets, each a real server process on 127.0.0.1 (a free port), started and stopped here:
 
   (a) baseline   benchmarks/baseline_app.py: FastAPI + uvicorn, validates the body as the
                  project's Patient model and returns a constant JSON object (the ceiling;
@@ -13,6 +13,9 @@ Five targets, each a real server process on 127.0.0.1 (a free port), started and
   (d) v2         the first server, POST /v2/models/default/infer (Open Inference V2, one
                  FP64 tensor [1, 9], JSON), at concurrency 16 only
   (e) mlflow     the first server, POST /invocations (dataframe_split, one patient), at
+                 concurrency 16 only
+  (f) cds-hooks  the first server, POST /cds-services/sepsis-risk (the documented patient-view
+                 request, full prefetch of FHIR resources, no JWT: no issuers configured), at
                  concurrency 16 only
 
 Each of (a) to (c) runs at concurrency 1, 16 and 64 for --duration seconds after a 1 s warm-up. The
@@ -544,9 +547,12 @@ def protocol_bodies() -> list[tuple[str, str, dict[str, object]]]:
     row = [PATIENT[c] for c in codes]
     v2 = {"inputs": [{"name": "features", "datatype": "FP64", "shape": [1, 9], "data": row}]}
     mlflow = {"dataframe_split": {"columns": codes, "data": [row]}}
+    from sepsis_api.api.protocols.cds_hooks import example_request
+
     return [
         ("(d) v2 infer", "/v2/models/default/infer", v2),
         ("(e) mlflow invocations", "/invocations", mlflow),
+        ("(f) cds-hooks patient-view", "/cds-services/sepsis-risk", example_request()),
     ]
 
 
