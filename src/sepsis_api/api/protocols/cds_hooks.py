@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote, urlsplit
 from uuid import UUID
 
@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from sepsis_api.api.errors import APIError, field_errors, json_response
 from sepsis_api.api.protocols.cds_auth import EHRTokens, TokenRefused
 from sepsis_api.api.protocols.cds_cards import (
+    OVERRIDE_SYSTEM,
     CardsResponse,
     DiscoveryResponse,
     FeedbackResponse,
@@ -47,7 +48,7 @@ from sepsis_api.api.protocols.cds_fhir import (
     allowed_servers,
     resolve_prefetch,
 )
-from sepsis_api.api.protocols.common import service
+from sepsis_api.api.protocols.common import parse_body, service
 from sepsis_api.api.protocols.fhir_mapping import (
     FeatureMapping,
     MappedFeatures,
@@ -62,6 +63,7 @@ from sepsis_api.db.cds_feedback import FeedbackIn, FeedbackLog, UnknownCards
 from sepsis_api.ml.data import validate_matrix
 from sepsis_api.schema import FEATURES, NOT_A_DEVICE
 
+T = TypeVar("T", bound=BaseModel)
 SOURCE = "cds-hooks"
 SERVICE_ID = "sepsis-risk"
 HOOK = "patient-view"
@@ -258,12 +260,18 @@ def _bad(
     return APIError(status, detail, [_error(field, value, detail, expected)])
 
 
-def _parsed(model: type[Any], body: bytes, request: Request) -> Any:
+async def _parsed(model: type[T], request: Request) -> T:
+    """The JSON body as ``model`` (a large body parsed off the loop, as the other protocols
+    do); a malformed one is a 400 naming each field."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json" and not ctype.endswith("+json"):
         raise APIError(
             415, f"unsupported content type {ctype or '(none)'!r}; send application/json"
         )
+    return await parse_body(_validated, await request.body(), model)
+
+
+def _validated(body: bytes, model: type[T]) -> T:
     try:
         return model.model_validate_json(body)
     except ValidationError as e:
@@ -356,7 +364,7 @@ async def call_service(service_id: str, request: Request) -> Response:
     `indicator` follows the risk band (low: info, moderate: warning, high: critical)."""
     _known_service(service_id)
     caller = await _caller(request)
-    hook: HookRequest = _parsed(HookRequest, await request.body(), request)
+    hook = await _parsed(HookRequest, request)
     if hook.hook != HOOK:
         raise _bad(
             400,
@@ -384,7 +392,8 @@ async def call_service(service_id: str, request: Request) -> Response:
         )
     except PreconditionFailed as e:
         raise _bad(412, str(e), "prefetch") from None
-    mapped = _resources(resources, patient_id).features()
+    # fhir.resources validates every resource (about a millisecond for a patient): off the loop
+    mapped = await run_in_threadpool(_resources(resources, patient_id).features)
     svc = service(request)
     served = svc.resolve(None, allow_all=False)[0]
     values = mapped.values
@@ -499,18 +508,43 @@ class _Found:
         return _error(field, p.value, p.message, p.expected)
 
 
+_FEEDBACK = {
+    "feedback": [
+        {
+            "card": "01a234a1-06db-7000-a1ed-fb8f5f233a1f",
+            "outcome": "overridden",
+            "overrideReason": {
+                "reason": {
+                    "system": OVERRIDE_SYSTEM,
+                    "code": "clinical-assessment",
+                    "display": "My clinical assessment differs",
+                },
+                "userComment": "Seen this morning; stable.",
+            },
+            "outcomeTimestamp": "2026-12-02T03:00:00Z",
+        }
+    ]
+}
+
+
 @router.post(
     "/{service_id}/feedback",
     summary="CDS Hooks feedback: a card accepted or overridden",
     response_model=FeedbackResponse,
     responses=CDS_ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}, "example": _FEEDBACK}},
+        }
+    },
 )
 async def feedback(service_id: str, request: Request) -> Response:
     """Each item names a card by its `uuid` (an estimate this service issued to the same
     caller); the same outcome of a card at the same time is stored once."""
     _known_service(service_id)
     caller = await _caller(request)
-    body: FeedbackRequest = _parsed(FeedbackRequest, await request.body(), request)
+    body = await _parsed(FeedbackRequest, request)
     items = [
         FeedbackIn(
             card=i.card,
