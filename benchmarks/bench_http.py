@@ -1,6 +1,6 @@
 """HTTP throughput and latency of the API against the bare HTTP stack, driven by wrk.
 
-Six targets, each a real server process on 127.0.0.1 (a free port), started and stopped here:
+Seven targets, each a real server process on 127.0.0.1 (a free port), started and stopped here:
 
   (a) baseline   benchmarks/baseline_app.py: FastAPI + uvicorn, validates the body as the
                  project's Patient model and returns a constant JSON object (the ceiling;
@@ -14,7 +14,10 @@ Six targets, each a real server process on 127.0.0.1 (a free port), started and 
                  FP64 tensor [1, 9], JSON), at concurrency 16 only
   (e) mlflow     the first server, POST /invocations (dataframe_split, one patient), at
                  concurrency 16 only
-  (f) cds-hooks  the first server, POST /cds-services/sepsis-risk (the documented patient-view
+  (f) fhir       the first server, POST /fhir/RiskAssessment/$predict (a Bundle of the
+                 Patient and one Observation per feature, coded by the shipped mapping), at
+                 concurrency 16 only
+  (g) cds-hooks  the first server, POST /cds-services/sepsis-risk (the documented patient-view
                  request, full prefetch of FHIR resources, no JWT: no issuers configured), at
                  concurrency 16 only
 
@@ -552,8 +555,42 @@ def protocol_bodies() -> list[tuple[str, str, dict[str, object]]]:
     return [
         ("(d) v2 infer", "/v2/models/default/infer", v2),
         ("(e) mlflow invocations", "/invocations", mlflow),
-        ("(f) cds-hooks patient-view", "/cds-services/sepsis-risk", example_request()),
+        ("(f) fhir RiskAssessment/$predict", "/fhir/RiskAssessment/$predict", fhir_bundle()),
+        ("(g) cds-hooks patient-view", "/cds-services/sepsis-risk", example_request()),
     ]
+
+
+def fhir_bundle() -> dict[str, object]:
+    """PATIENT as a FHIR Bundle: a Patient born so that Age is 50 on the observation date, and
+    one Observation per other feature with the first code and unit the shipped mapping lists."""
+    from sepsis_api.api.protocols.fhir_mapping import PLAIN_NUMBER, UCUM, load_mapping
+
+    entries: list[dict[str, object]] = [
+        {"resource": {"resourceType": "Patient", "id": "b1", "birthDate": "1973-11-20"}}
+    ]
+    for code, rule in load_mapping().features.items():
+        unit = next(iter(rule.units))
+        value: dict[str, object] = (
+            {"valueInteger": PATIENT[code]}
+            if unit == PLAIN_NUMBER and float(PATIENT[code]).is_integer()
+            else {"valueQuantity": {"value": PATIENT[code], "system": UCUM, "code": unit}}
+        )
+        entries.append(
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "id": f"b1-{code.lower()}",
+                    "status": "final",
+                    "code": {
+                        "coding": [{"system": rule.codes[0].system, "code": rule.codes[0].code}]
+                    },
+                    "subject": {"reference": "Patient/b1"},
+                    "effectiveDateTime": "2024-03-01T09:30:00Z",
+                    **value,
+                }
+            }
+        )
+    return {"resourceType": "Bundle", "type": "collection", "entry": entries}
 
 
 def measure_sepsis_api(

@@ -171,6 +171,13 @@ class Settings(BaseSettings):
             )
         return self
 
+    fhir_mapping: Path | None = Field(
+        default=None,
+        description="JSON file mapping FHIR Observation codes and UCUM units to the model's "
+        "features (POST /fhir/RiskAssessment/$predict); default: the one shipped in the "
+        "package (LOINC where a code exists; see README, FHIR R4).",
+    )
+
     ui_api_url: str = Field(
         default="http://127.0.0.1:8000",
         description="Address of the API that the web UI talks to.",

@@ -44,6 +44,7 @@ ROUTE_IDS = [f"{m} {p}" for m, p, _ in PROTECTED]
 # The protocols' probes and server metadata stay open, like /healthz (api/security.py).
 OPEN = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/"]
 OPEN += ["/v2", "/v2/health/live", "/v2/health/ready", "/ping", "/health", "/version"]
+OPEN += ["/fhir/metadata", "/fhir/OperationDefinition/RiskAssessment-predict"]
 WRONG = [
     {"Authorization": "Bearer " + "c" * 20},
     {"X-API-Key": "c" * 20},

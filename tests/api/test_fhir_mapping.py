@@ -249,6 +249,21 @@ def test_an_invalid_resource_dict_is_named_by_its_element():
     assert problems[1].field == "Observation[1].resourceType" and problems[1].value == "Patient"
 
 
+def test_dicts_nested_too_deep_or_holding_unknown_resource_types_are_problems_not_crashes():
+    deep = feature_observation("PL", 148).model_dump(mode="json")
+    ext: dict = {"url": "urn:x", "valueString": "x"}
+    for _ in range(100):
+        ext = {"url": "urn:x", "extension": [ext]}
+    deep["extension"] = [ext]
+    odd = feature_observation("PR", 72).model_dump(mode="json")
+    odd["contained"] = [{"resourceType": "Nope", "id": "n"}]
+    problems = problems_of(patient(), [deep, odd])
+    assert problems[0].field.startswith("Observation[0].extension[0].extension[0]")
+    assert "nested deeper than" in problems[0].message
+    assert problems[1].field == "Observation[1].contained[0].resourceType"
+    assert "'Nope' is not a FHIR R4 resource type" in problems[1].message
+
+
 def test_without_any_observation_time_the_occurrence_is_now():
     now = datetime(2030, 1, 1, tzinfo=UTC)
     out = features_from(patient(), patient_observations(when=None), MAPPING, now=now)

@@ -11,6 +11,7 @@ import pytest
 
 from cds import hook_request, prefetch
 from factories import PATIENT
+from fhir_bundles import bundle_json, patient, patient_observations
 from sepsis_api.schema import FEATURE_CODES
 
 
@@ -45,11 +46,25 @@ def _cds_hooks(client: Any) -> tuple[float, str]:
     return client.get(f"/v1/predictions/{card['uuid']}").json()["probability"], card["uuid"]
 
 
+def _fhir(client: Any) -> tuple[float, str]:
+    # PATIENT as a Bundle: one Observation per feature, Age from the birth date
+    body = bundle_json(patient(), patient_observations(PATIENT))
+    r = client.post(
+        "/fhir/RiskAssessment/$predict",
+        content=body,
+        headers={"content-type": "application/fhir+json"},
+    )
+    assert r.status_code == 200, r.text
+    ra = r.json()
+    return float(ra["prediction"][0]["probabilityDecimal"]), ra["id"]
+
+
 # source in the audit log, the route label, the call (probability, prediction id)
 PROTOCOLS: dict[str, tuple[str, Callable[[Any], tuple[float, str]]]] = {
     "v2": ("/v2/models/{model}/infer", _v2),
     "mlflow": ("/invocations", _mlflow),
     "cds-hooks": ("/cds-services/{service_id}", _cds_hooks),
+    "fhir": ("/fhir/RiskAssessment/$predict", _fhir),
 }
 
 
@@ -71,3 +86,4 @@ def test_root_links_the_protocol_roots(client):
     links = client.get("/").json()["links"]
     assert links["open_inference_v2"] == "/v2" and links["mlflow_invocations"] == "/invocations"
     assert links["cds_hooks_discovery"] == "/cds-services"
+    assert links["fhir_r4"] == "/fhir"

@@ -22,7 +22,8 @@ from sepsis_api.api.access_log import AccessLog
 from sepsis_api.api.fastpath import PredictFastPath
 from sepsis_api.api.metrics import Metrics
 from sepsis_api.api.middleware import RequestContext
-from sepsis_api.api.protocols import cds_hooks, mlflow, v2
+from sepsis_api.api.protocols import cds_hooks, fhir, mlflow, v2
+from sepsis_api.api.protocols.fhir_mapping import load_mapping
 from sepsis_api.api.routes import (
     admin,
     artifacts,
@@ -211,6 +212,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     app.state.metrics = metrics
     app.state.api_keys = api_keys
     app.state.cds_tokens = cds_tokens
+    app.state.fhir_mapping = load_mapping(settings.fhir_mapping)  # a bad file: no start
     errors.install(app)
     app.openapi = _openapi_with_our_errors(app)  # type: ignore[method-assign]  # FastAPI documents replacing it
     for module in (
@@ -225,6 +227,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
         v2,
         mlflow,
         cds_hooks,
+        fhir,
     ):
         app.include_router(module.router)
     return app

@@ -149,7 +149,11 @@ def error_body(
 
 
 async def send_json(
-    send: Send, status: int, content: Any, headers: list[tuple[bytes, bytes]] | None = None
+    send: Send,
+    status: int,
+    content: Any,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    content_type: bytes = b"application/json",
 ) -> None:
     """A whole JSON reply from plain ASGI code (middleware and the lean predict path)."""
     body = dump_json(content)
@@ -158,7 +162,7 @@ async def send_json(
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", content_type),
                 (b"content-length", str(len(body)).encode()),
                 *(headers or []),
             ],

@@ -27,15 +27,19 @@ def _presented_key(headers: dict[bytes, bytes]) -> bytes | None:
 
 # Open without a key: service information and health (/, /healthz, /readyz, /metrics, the
 # docs) and what the protocols' probes need open (V2: /v2, /v2/health/*; MLflow: /ping,
-# /health, /version; CDS Hooks discovery /cds-services). Everything that names a model or
-# scores needs a key when keys are set; the CDS services take the EHR's JWT instead when
-# issuers are configured (``jwt_prefix``, checked by api/protocols/cds_hooks.py).
-_PROTECTED_PREFIXES = ("/v1/", "/v2/models", "/cds-services/")
+# /health, /version; FHIR: its CapabilityStatement and OperationDefinition; CDS Hooks
+# discovery /cds-services). Everything that names a model or scores needs a key when keys are
+# set; the CDS services take the EHR's JWT instead when issuers are configured
+# (``jwt_prefix``, checked by api/protocols/cds_hooks.py).
+_PROTECTED_PREFIXES = ("/v1/", "/v2/models", "/fhir/", "/cds-services/")
 _PROTECTED_PATHS = frozenset({"/predict", "/invocations"})
+_OPEN_PATHS = frozenset({"/fhir/metadata", "/fhir/OperationDefinition/RiskAssessment-predict"})
 
 
 def is_protected(path: str) -> bool:
-    return path.startswith(_PROTECTED_PREFIXES) or path in _PROTECTED_PATHS
+    return (path.startswith(_PROTECTED_PREFIXES) or path in _PROTECTED_PATHS) and (
+        path not in _OPEN_PATHS
+    )
 
 
 ADMIN_PREFIX = "/v1/admin/"
@@ -85,6 +89,7 @@ class RequireAPIKey:
                         401,
                         UNAUTHORIZED + (" (an admin key)" if admin else ""),
                         _protocol_fields(scope["path"]),
+                        scope["path"],
                     )
                     return
                 state["caller"] = found
@@ -100,14 +105,25 @@ def _protocol_fields(path: str) -> dict[str, str]:
     return {}
 
 
+# FHIR: an OperationOutcome alone (a resource may not carry other members).
+_FHIR_UNAUTHORIZED = {
+    "resourceType": "OperationOutcome",
+    "issue": [{"severity": "error", "code": "login", "diagnostics": UNAUTHORIZED}],
+}
+
+
 async def _deny(
     send: Send,
     state: dict[str, Any],
     status: int,
     detail: str,
     protocol: dict[str, str] | None = None,
+    path: str = "",
 ) -> None:
     headers = [(b"www-authenticate", b"Bearer")] if status == 401 else []
+    if path.startswith("/fhir/") and status == 401:
+        await send_json(send, status, _FHIR_UNAUTHORIZED, headers, b"application/fhir+json")
+        return
     body = {**error_body(detail, None, state.get("request_id")), **(protocol or {})}
     await send_json(send, status, body, headers)
 

@@ -109,6 +109,7 @@ def serve(
     import uvicorn
 
     from sepsis_api.api.metrics import share_between_workers
+    from sepsis_api.api.protocols.fhir_mapping import MappingFileError, load_mapping
     from sepsis_api.keys import parse_keys
 
     plan = plan_serve(
@@ -125,6 +126,10 @@ def serve(
         parse_keys(settings.admin_keys, settings.admin_keys_file)
     except (OSError, ValueError) as e:
         raise _fail(f"API keys: {e}") from None
+    try:
+        load_mapping(settings.fhir_mapping)
+    except MappingFileError as e:
+        raise _fail(f"{env_name('fhir_mapping')}: {e}") from None
     if not keys:
         if settings.host not in LOOPBACK and not insecure:
             raise _fail(

@@ -22,7 +22,8 @@ class Prediction(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     request_id: Mapped[str] = mapped_column(String(64))
     caller: Mapped[str] = mapped_column(String(64))  # API key id, never the key
-    source: Mapped[str] = mapped_column(String(16))  # predict|batch|compat|v2|mlflow|cds-hooks
+    # predict | batch | compat | v2 | mlflow | fhir | cds-hooks
+    source: Mapped[str] = mapped_column(String(16))
     patient_id: Mapped[str | None] = mapped_column(String(128), index=True)
     # feature code -> value (null = not measured)
     inputs: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -156,33 +156,39 @@ class FeedbackRequest(_In):
 
 
 @lru_cache(maxsize=1)
-def mapping() -> FeatureMapping:
-    """The FHIR mapping (api/protocols/fhir_mapping.py), shared with the FHIR operation."""
+def default_mapping() -> FeatureMapping:
+    """The shipped FHIR mapping, for the documentation's example request."""
     return load_mapping()
 
 
-def observation_queries() -> dict[str, str]:
+def mapping_of(request: Request) -> FeatureMapping:
+    """The server's FHIR mapping (SEPSIS_API_FHIR_MAPPING), shared with the FHIR operation."""
+    mapping: FeatureMapping = request.app.state.fhir_mapping
+    return mapping
+
+
+def observation_queries(mapping: FeatureMapping) -> dict[str, str]:
     """Prefetch key (the feature's code) -> a search for the newest Observation of its codes,
     one per feature the mapping reads from observations."""
     return {
         code: f"Observation?patient={PATIENT_TOKEN}&code={','.join(c.token for c in rule.codes)}"
         "&_sort=-date&_count=1"
-        for code, rule in mapping().features.items()
+        for code, rule in mapping.features.items()
     }
 
 
-def templates() -> dict[str, str]:
-    return {PATIENT_KEY: f"Patient/{PATIENT_TOKEN}", **observation_queries()}
+def templates(mapping: FeatureMapping) -> dict[str, str]:
+    return {PATIENT_KEY: f"Patient/{PATIENT_TOKEN}", **observation_queries(mapping)}
 
 
-def description() -> ServiceDescription:
+def description(mapping: FeatureMapping) -> ServiceDescription:
     return ServiceDescription(
         hook=HOOK,
         title="Sepsis risk estimate",
         description="A calibrated sepsis-risk estimate with its risk band and top reasons, "
         "from the patient's birth date and newest observations. " + NOT_A_DEVICE,
         id=SERVICE_ID,
-        prefetch=templates(),
+        prefetch=templates(mapping),
     )
 
 
@@ -300,8 +306,8 @@ def _known_service(service_id: str) -> None:
     response_model=DiscoveryResponse,
     response_model_exclude_none=True,
 )
-async def discovery() -> Response:
-    return json_response(dump(DiscoveryResponse(services=[description()])))
+async def discovery(request: Request) -> Response:
+    return json_response(dump(DiscoveryResponse(services=[description(mapping_of(request))])))
 
 
 # The example patient of the docs (row 1 of the training file), one Observation per feature.
@@ -317,7 +323,7 @@ def example_request(patient_id: str = "1288992") -> dict[str, Any]:
     given: dict[str, Any] = {
         PATIENT_KEY: {"resourceType": "Patient", "id": patient_id, "birthDate": "1973-11-20"}
     }
-    for code, rule in mapping().features.items():
+    for code, rule in default_mapping().features.items():
         coding, unit = rule.codes[0], next(iter(rule.units))
         quantity: dict[str, Any] = {"value": _EXAMPLE_VALUES[code]}
         if unit != "1":
@@ -377,8 +383,10 @@ async def call_service(service_id: str, request: Request) -> Response:
         raise _bad(400, "fhirAuthorization is given without a fhirServer", "fhirServer")
     settings: Settings = request.app.state.settings
     patient_id = hook.context.patientId
+    mapping = mapping_of(request)
     queries = {
-        k: t.replace(PATIENT_TOKEN, quote(patient_id, safe="")) for k, t in templates().items()
+        k: t.replace(PATIENT_TOKEN, quote(patient_id, safe=""))
+        for k, t in templates(mapping).items()
     }
     try:
         resources = await resolve_prefetch(
@@ -393,7 +401,7 @@ async def call_service(service_id: str, request: Request) -> Response:
     except PreconditionFailed as e:
         raise _bad(412, str(e), "prefetch") from None
     # fhir.resources validates every resource (about a millisecond for a patient): off the loop
-    mapped = await run_in_threadpool(_resources(resources, patient_id).features)
+    mapped = await run_in_threadpool(_resources(resources, patient_id, mapping).features)
     svc = service(request)
     served = svc.resolve(None, allow_all=False)[0]
     values = mapped.values
@@ -430,7 +438,7 @@ async def call_service(service_id: str, request: Request) -> Response:
     return json_response(dump(CardsResponse(cards=[reply])))
 
 
-def _resources(resources: dict[str, Any], patient_id: str) -> _Found:
+def _resources(resources: dict[str, Any], patient_id: str, mapping: FeatureMapping) -> _Found:
     """The Patient and the Observations among the prefetch values (Bundles or resources)."""
     patient = resources.get(PATIENT_KEY)
     if patient is not None:
@@ -447,8 +455,8 @@ def _resources(resources: dict[str, Any], patient_id: str) -> _Found:
                 patient.get("id"),
                 patient_id,
             )
-    found = _Found(patient)
-    for key in observation_queries():
+    found = _Found(patient, mapping)
+    for key in observation_queries(mapping):
         value = resources.get(key)
         if value is None:
             continue
@@ -471,8 +479,8 @@ def _resources(resources: dict[str, Any], patient_id: str) -> _Found:
 class _Found:
     """The Patient and the Observations of a call, with where each came from (for errors)."""
 
-    def __init__(self, patient: dict[str, Any] | None) -> None:
-        self.patient = patient
+    def __init__(self, patient: dict[str, Any] | None, mapping: FeatureMapping) -> None:
+        self.patient, self.mapping = patient, mapping
         self.observations: list[dict[str, Any]] = []
         self.fields: list[str] = []
         self.references: list[str | None] = []
@@ -486,7 +494,7 @@ class _Found:
         """The features by the FHIR mapping; its problems are a 422 naming each field."""
         try:
             return features_from(
-                self.patient, self.observations, mapping(), references=self.references
+                self.patient, self.observations, self.mapping, references=self.references
             )
         except MappingProblems as e:
             errors = [self._error(p) for p in e.problems]

@@ -38,6 +38,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -49,6 +50,10 @@ LOCAL_SYSTEM = "urn:sepsis-api:feature"  # codes of the features LOINC has no co
 AGE = "Age"
 PLAIN_NUMBER = "1"  # the UCUM unit of a pure number; also allows valueInteger / valueBoolean
 SKIPPED_STATUSES = frozenset({"registered", "cancelled", "entered-in-error"})
+# JSON nesting levels accepted in a resource: real ones need about 10 (an extension in a
+# component of an Observation in a Bundle entry); fhir.resources validates recursively and
+# would exhaust Python's stack on a deeper one.
+MAX_DEPTH = 48
 DEFAULT_MAPPING = files("sepsis_api.api.protocols").joinpath("fhir_mapping.json")
 
 
@@ -277,6 +282,51 @@ def features_from(
     return MappedFeatures(values, basis, occurrence, used)
 
 
+def structure_problems(doc: Any) -> list[tuple[str, str, str]]:
+    """What stops fhir.resources from validating ``doc`` (a resource as plain JSON) with a
+    ValidationError: nesting deeper than MAX_DEPTH (it would exhaust the stack) and a
+    ``resourceType`` at any depth that is no FHIR R4 type (it raises a bare KeyError).
+    Each is (path below ``doc`` such as ``.entry[0].resource.resourceType``, OperationOutcome
+    issue type, message)."""
+    problems: list[tuple[str, str, str]] = []
+    stack: list[tuple[Any, str, int]] = [(doc, "", 0)]
+    while stack:  # no recursion: JSON may nest deeper than Python's stack
+        node, path, depth = stack.pop()
+        if depth > MAX_DEPTH and isinstance(node, (dict, list)):
+            return [(path, "too-costly", f"nested deeper than {MAX_DEPTH} levels")]
+        if isinstance(node, dict):
+            kind = node.get("resourceType")
+            if "resourceType" in node and not _known_type(kind):
+                problems.append(
+                    (
+                        f"{path}.resourceType",
+                        "structure",
+                        f"resourceType {kind!r} is not a FHIR R4 resource type",
+                    )
+                )
+            stack.extend((v, f"{path}.{k}", depth + 1) for k, v in reversed(node.items()))
+        elif isinstance(node, list):
+            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in reversed(list(enumerate(node))))
+    return problems
+
+
+def _known_type(kind: Any) -> bool:
+    if not isinstance(kind, str) or not kind.isalpha():
+        return False
+    try:
+        get_fhir_model_class(kind)
+    except (ValueError, KeyError, ImportError):
+        return False
+    return True
+
+
+def _unreadable(resource: str, index: int | None, doc: Any) -> list[Problem]:
+    return [
+        Problem(resource, index, path.lstrip(".") or None, None, "valid FHIR R4 JSON", message)
+        for path, _, message in structure_problems(doc)
+    ]
+
+
 def _parse_patient(patient: Any, problems: list[Problem]) -> Patient | None:
     if patient is None or isinstance(patient, Patient):
         return patient
@@ -286,6 +336,10 @@ def _parse_patient(patient: Any, problems: list[Problem]) -> Patient | None:
                 "Patient", None, "resourceType", _text(_kind(patient)), "Patient", "not a Patient"
             )
         )
+        return None
+    unreadable = _unreadable("Patient", None, patient)
+    if unreadable:
+        problems.extend(unreadable)
         return None
     try:
         return Patient.model_validate(patient)
@@ -308,6 +362,10 @@ def _parse_observation(obs: Any, i: int, problems: list[Problem]) -> Observation
                 "not an Observation",
             )
         )
+        return None
+    unreadable = _unreadable("Observation", i, obs)
+    if unreadable:
+        problems.extend(unreadable)
         return None
     try:
         return Observation.model_validate(obs)
