@@ -308,6 +308,10 @@ REFUSED = {
     "unknown issuer": (lambda k: k.token(iss="https://evil.example.org"), "not allowed"),
     "not a JWT": (lambda k: "abc", "not a JWT"),
     "unknown key id": (lambda k: k.token(kid="key-unknown"), "key-unknown"),
+    "alg not the key's": (
+        lambda k: k.token("RS384", kid="key-ES384"),
+        "does not match the key's algorithm",
+    ),
     "signed by another key": (
         lambda k: k.token(key=ec.generate_private_key(ec.SECP384R1())),
         "Signature verification failed",

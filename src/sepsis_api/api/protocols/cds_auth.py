@@ -111,7 +111,7 @@ class EHRTokens:
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                key.key,
+                key,  # the JWK itself: its own algorithm must be the token's
                 algorithms=[alg],
                 audience=audiences,
                 issuer=issuer,
