@@ -78,10 +78,25 @@ ensure_chromium() {
     fi
 }
 
+# promtool checks and unit-tests the alerting rules in deploy/prometheus/ (Debian's
+# prometheus package ships it; its server is not started by the tests).
+ensure_promtool() {
+    if ! command -v promtool >/dev/null; then
+        apt_install prometheus
+        command -v promtool >/dev/null || die "installed prometheus but promtool is not on PATH"
+        # The package enables and may start its server: the tests only need promtool.
+        if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
+            systemctl disable --now prometheus >/dev/null 2>&1 || true
+        fi
+        say "installed promtool ($(command -v promtool))"
+    fi
+}
+
 main() {
     ensure_postgres
     ensure_wrk
     ensure_chromium
+    ensure_promtool
 }
 
 # Sourcing the script (e.g. to test one function) must not run it.

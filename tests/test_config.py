@@ -51,6 +51,7 @@ def test_every_setting_is_read_from_its_documented_variable(monkeypatch):
         "cds_cors_origins": "https://ehr.example.org",
         "ui_public_url": "https://ui.example.org",
         "fhir_mapping": "/fhir-mapping.json",
+        "monitoring_interval_seconds": "42.5",
         "ui_api_url": "http://api:1",
         "ui_api_key": "u" * 16,
         "ui_api_key_file": "/uikey",

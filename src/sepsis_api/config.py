@@ -178,6 +178,13 @@ class Settings(BaseSettings):
         "package (LOINC where a code exists; see README, FHIR R4).",
     )
 
+    monitoring_interval_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="How often the monitoring gauges on /metrics (drift, alert rate) are "
+        "recomputed over the last 7 days' estimates, off the request path; 0 turns them off.",
+    )
+
     ui_api_url: str = Field(
         default="http://127.0.0.1:8000",
         description="Address of the API that the web UI talks to.",

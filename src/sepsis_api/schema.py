@@ -6,9 +6,8 @@ Descriptions and units are the dataset publisher's dictionary; see ``PROVENANCE`
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-
-import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +29,7 @@ class Feature:
 
     def check(self, value: float) -> str | None:
         """The rule ``value`` breaks, or None when it is valid (NaN = missing is checked apart)."""
-        if not np.isfinite(value):
+        if not math.isfinite(value):
             return "must be a finite number"
         if self.choices is not None:
             if value not in self.choices:

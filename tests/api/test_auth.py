@@ -78,12 +78,19 @@ def call(client, method, path, body, headers=None):
 
 
 def assert_unauthorized(r):
+    """A 401 in the shape the path's callers read: a protocol's own, or ErrorResponse."""
     assert r.status_code == 401, (r.request.method, r.request.url.path, r.request.headers, r.text)
     assert r.headers["www-authenticate"] == "Bearer"
-    body = r.json()
-    assert "API key" in body["detail"]
-    assert body["errors"] == []
-    assert body["request_id"] == r.headers["x-request-id"]
+    body, path = r.json(), r.request.url.path
+    if path.startswith("/v2/"):
+        assert set(body) == {"error"} and "API key" in body["error"]
+    elif path == "/invocations":
+        assert body == {"error_code": "UNAUTHENTICATED", "message": body["message"]}
+        assert "API key" in body["message"]
+    else:
+        assert "API key" in body["detail"]
+        assert body["errors"] == []
+        assert body["request_id"] == r.headers["x-request-id"]
 
 
 def history(client, headers=UI):

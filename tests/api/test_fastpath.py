@@ -192,8 +192,8 @@ _QUERY_VALUE = st.sampled_from(
         "yes",
         "TRUE",
         "maybe",
-        "20261126-93f42d15",
-        "20261126-93f42d15/random_forest",
+        "20261202-93f42d15",
+        "20261202-93f42d15/random_forest",
         "x/y",
     ]
 )

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from factories import PATIENT, patients
+from sepsis_api.api.service import ON_LOOP_ROWS
 from sepsis_api.db.group_commit import WriterStopped
 
 WAIT = 30  # seconds; only ever reached when a test is failing
@@ -57,12 +58,20 @@ def test_predict_waiting_on_a_dead_writer_thread_is_a_503_naming_it(
     died = "audit writer thread (audit-writer) died (SystemExit"
     with write_lock(service.audit.sqlite_file):  # the loop writer hands over to the thread
         assert_503(client.post("/v1/predict", json=PATIENT), died)
-    assert_503(client.post("/v1/predict/batch", json={"patients": patients(3)}), died)
-    # A commit the loop writer makes itself needs no thread: answered, and recorded.
+    # A batch larger than the loop takes streams through the writer thread.
+    big = {"patients": patients(ON_LOOP_ROWS + 1)}
+    assert_503(client.post("/v1/predict/batch", json=big), died)
+    # A commit the loop writer makes itself needs no thread: answered, and recorded (a single
+    # prediction, and a batch small enough to be committed on the loop).
     ok = client.post("/v1/predict", json=PATIENT)
     assert ok.status_code == 200
+    small = client.post("/v1/predict/batch", json={"patients": patients(3)})
+    assert small.status_code == 200
     history = client.get("/v1/predictions").json()["items"]
-    assert [i["prediction_id"] for i in history] == [ok.json()["predictions"][0]["prediction_id"]]
+    assert [i["prediction_id"] for i in history] == [
+        *[r["prediction_id"] for r in reversed(small.json()["results"])],
+        ok.json()["predictions"][0]["prediction_id"],
+    ]
 
 
 def test_requests_queued_when_the_writer_thread_dies_get_their_503(

@@ -43,6 +43,8 @@ if not CHROMIUM.exists():
     pytest.skip(reason, allow_module_level=True)
 
 sync_api = pytest.importorskip("playwright.sync_api")
+# expect() has its own 5 s default, apart from the page's; a busy machine needs the same bound.
+sync_api.expect.set_options(timeout=WAIT_MS)
 
 
 class UIProcess(ChildProcess):

@@ -22,15 +22,18 @@ from sepsis_api.api.access_log import AccessLog
 from sepsis_api.api.fastpath import PredictFastPath
 from sepsis_api.api.metrics import Metrics
 from sepsis_api.api.middleware import RequestContext
+from sepsis_api.api.monitor import refresh_monitoring
 from sepsis_api.api.protocols import cds_hooks, fhir, mlflow, v2
 from sepsis_api.api.protocols.fhir_mapping import load_mapping
 from sepsis_api.api.routes import (
     admin,
     artifacts,
     compat,
+    drift,
     meta,
     models,
     outcomes,
+    performance,
     predict,
     predictions,
 )
@@ -48,6 +51,7 @@ from sepsis_api.ml.store import ArtifactError, Registry, registry_for
 from sepsis_api.schema import NOT_A_DEVICE
 
 log = logging.getLogger("sepsis_api")
+PROTOCOLS = (v2, mlflow, fhir)  # each: a router, its ROOTS and its ERROR_SHAPE
 CHECKPOINT_SECONDS = 1.0  # SQLite: WAL copied back into the database file this often
 
 DESCRIPTION = f"""
@@ -81,8 +85,11 @@ async def follow_activations(service: Service, registry: Registry, settings: Set
             log.error("cannot switch to activated version %s: %s", wanted, e)
 
 
-def _openapi_with_our_errors(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    """Every 422 in the document is our ErrorResponse, not FastAPI's default shape."""
+def _openapi_with_our_errors(
+    app: FastAPI, shapes: errors.ErrorShapes
+) -> Callable[[], dict[str, Any]]:
+    """Every 4xx in the document is our ErrorResponse, not FastAPI's default shape, except
+    under a protocol's roots, which document their own error bodies."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -90,7 +97,11 @@ def _openapi_with_our_errors(app: FastAPI) -> Callable[[], dict[str, Any]]:
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
             ours = {"$ref": "#/components/schemas/ErrorResponse"}
-            for operations in spec.get("paths", {}).values():
+            for path, operations in spec.get("paths", {}).items():
+                if shapes.shape_for(path) is not None:
+                    for op in operations.values():  # their routes answer these as a 400
+                        op.get("responses", {}).pop("422", None)
+                    continue
                 for op in operations.values():
                     for code, response in op.get("responses", {}).items():
                         if code.startswith("4") and response.get("content"):
@@ -138,6 +149,9 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     admin_keys = parse_keys(settings.admin_keys, settings.admin_keys_file)
     access_log = AccessLog() if settings.access_log else None
     cds_tokens = cds_hooks.ehr_tokens(settings)
+    shapes = errors.ErrorShapes(
+        {root: protocol.ERROR_SHAPE for protocol in PROTOCOLS for root in protocol.ROOTS}
+    )
 
     def outer(framework: ASGIApp) -> ASGIApp:
         inner = PredictFastPath(framework) if fast_path else framework
@@ -145,11 +159,16 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
             inner,
             keys=api_keys,
             admin_keys=admin_keys,
+            shapes=shapes,
             jwt_prefix=cds_hooks.PREFIX + "/" if cds_tokens else None,
         )
         inner = cds_hooks.with_cors(inner, settings.cds_cors_origins)
         return RequestContext(
-            inner, metrics=metrics, max_body_bytes=settings.max_body_bytes, access_log=access_log
+            inner,
+            metrics=metrics,
+            max_body_bytes=settings.max_body_bytes,
+            access_log=access_log,
+            shapes=shapes,
         )
 
     @asynccontextmanager
@@ -190,10 +209,19 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
         gc.collect()
         gc.freeze()
         follower = asyncio.create_task(follow_activations(service, registry, settings))
+        monitor = None
+        if settings.monitoring_interval_seconds > 0:
+            monitor = asyncio.create_task(
+                refresh_monitoring(
+                    service, metrics.monitoring, settings.monitoring_interval_seconds
+                )
+            )
         try:
             yield
         finally:
             follower.cancel()
+            if monitor is not None:
+                monitor.cancel()
             writer.close()  # commit whatever is still queued before the engine goes
             if loop_writer is not None:
                 loop_writer.close()
@@ -213,21 +241,21 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     app.state.api_keys = api_keys
     app.state.cds_tokens = cds_tokens
     app.state.fhir_mapping = load_mapping(settings.fhir_mapping)  # a bad file: no start
-    errors.install(app)
-    app.openapi = _openapi_with_our_errors(app)  # type: ignore[method-assign]  # FastAPI documents replacing it
+    errors.install(app, shapes)
+    app.openapi = _openapi_with_our_errors(app, shapes)  # type: ignore[method-assign]  # FastAPI documents replacing it
     for module in (
         meta,
         predict,
         predictions,
         outcomes,
+        drift,
+        performance,
         models,
         artifacts,
         compat,
         admin,
-        v2,
-        mlflow,
-        cds_hooks,
-        fhir,
+        *PROTOCOLS,
+        cds_hooks,  # the /v1 error shape
     ):
         app.include_router(module.router)
     return app

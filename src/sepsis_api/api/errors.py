@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -148,6 +149,51 @@ def error_body(
     return {"detail": detail, "errors": errors or [], "request_id": request_id}
 
 
+@dataclass(frozen=True, slots=True)
+class ErrorShape:
+    """A protocol's error reply: its body for (status, message), and its media type."""
+
+    body: Callable[[int, str], dict[str, Any]]
+    content_type: str = "application/json"
+
+
+class ErrorShapes:
+    """Which error reply the callers of a path understand: under a protocol's roots (``/v2``,
+    ``/invocations``...) that protocol's own shape, ErrorResponse everywhere else. Used by the
+    layers that answer before any route does (size limit, key check, unknown paths)."""
+
+    def __init__(self, shapes: Mapping[str, ErrorShape] | None = None) -> None:
+        self._shapes = dict(shapes or {})
+
+    def shape_for(self, path: str) -> ErrorShape | None:
+        for root, shape in self._shapes.items():
+            if path == root or path.startswith(root + "/"):
+                return shape
+        return None
+
+    def reply(
+        self, path: str, status: int, detail: str, request_id: str | None
+    ) -> tuple[dict[str, Any], str]:
+        """(body, content type) of an error reply to ``path``."""
+        shape = self.shape_for(path)
+        if shape is None:
+            return error_body(detail, None, request_id), "application/json"
+        return shape.body(status, detail), shape.content_type
+
+    async def send(
+        self,
+        send: Send,
+        path: str,
+        status: int,
+        detail: str,
+        request_id: str | None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        """The error reply from plain ASGI code."""
+        body, content_type = self.reply(path, status, detail, request_id)
+        await send_json(send, status, body, headers, content_type.encode())
+
+
 async def send_json(
     send: Send,
     status: int,
@@ -199,7 +245,7 @@ async def require_json(request: Request) -> None:
         )
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, shapes: ErrorShapes) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errors = field_errors(list(exc.errors()))
@@ -221,7 +267,12 @@ def install(app: FastAPI) -> None:
         detail = str(exc.detail)
         if exc.status_code == 400 and "parsing the body" in detail:
             detail = "the body could not be read: send UTF-8 encoded JSON"
-        return error_response(request, exc.status_code, detail, None, exc.headers)
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no such path: {request.url.path}"
+        body, content_type = shapes.reply(
+            request.url.path, exc.status_code, detail, _request_id(request)
+        )
+        return Response(dump_json(body), exc.status_code, exc.headers, media_type=content_type)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -1,5 +1,8 @@
 """Prometheus metrics, one registry per app (several apps may live in one test process).
 
+The monitoring gauges (``MonitoringGauges``) are set by a background task (api/monitor.py),
+never on the request path.
+
 With several worker processes (`sepsis-api serve --workers N` calls ``share_between_workers``,
 which sets PROMETHEUS_MULTIPROC_DIR), prometheus-client keeps every process's values in files
 there and ``exposition`` sums them, so a scrape shows the whole server whichever worker answers.
@@ -78,6 +81,8 @@ class Metrics:
             registry=r,
         )
 
+        self.monitoring = MonitoringGauges(r)
+
     def exposition(self) -> bytes:
         """The text format for /metrics."""
         if MULTIPROC_ENV not in os.environ:
@@ -95,3 +100,106 @@ class Metrics:
             n = bands.count(band)
             if n:
                 self.bands.labels(model, band).inc(n)
+
+
+class MonitoringGauges:
+    """The monitoring figures of the served version, per model (and per feature for drift).
+
+    Labels are the model's name and the feature code only: no version (a new activation
+    overwrites the same series), patient, caller or id. Figures that are not estimable (too few
+    estimates in the window) are NaN, which Prometheus rules compare false.
+
+    Multiprocess mode: one worker at a time computes these (api/monitor.py), so the labelled
+    gauges take the most recently written value over all workers' files ("mostrecent"; the
+    others never write them, and a worker that took over from one that died writes newer
+    values than its predecessor's left-over file). The last-computed time takes the maximum,
+    since a worker that never computed reports 0 there.
+    """
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        def gauge(name: str, doc: str, labels: list[str]) -> Gauge:
+            return Gauge(name, doc, labels, registry=r, multiprocess_mode="mostrecent")
+
+        model, feature = ["model"], ["model", "feature"]
+        self.feature_psi = gauge(
+            "sepsis_api_drift_feature_psi",
+            "Population stability index of a feature over the monitoring window against the "
+            "training data's bins.",
+            feature,
+        )
+        self.feature_missing = gauge(
+            "sepsis_api_drift_feature_missing_ratio",
+            "Share of the window's estimates with the feature not measured.",
+            feature,
+        )
+        self.risk_psi = gauge(
+            "sepsis_api_drift_predicted_risk_psi",
+            "Population stability index of the predicted risk against the out-of-fold "
+            "probabilities.",
+            model,
+        )
+        self.estimates = gauge(
+            "sepsis_api_monitoring_window_estimates",
+            "Estimates in the monitoring window.",
+            model,
+        )
+        self.alert_rate = gauge(
+            "sepsis_api_alert_rate_ratio", "Share of the window's estimates flagged.", model
+        )
+        self.alert_rate_low = gauge(
+            "sepsis_api_alert_rate_ci_low_ratio",
+            "Lower bound of the alert rate's 95% Wilson interval.",
+            model,
+        )
+        self.alert_rate_high = gauge(
+            "sepsis_api_alert_rate_ci_high_ratio",
+            "Upper bound of the alert rate's 95% Wilson interval.",
+            model,
+        )
+        self.card_alert_rate_low = gauge(
+            "sepsis_api_alert_rate_card_low_ratio",
+            "Lower bound of the model card's alert-rate interval (out-of-fold bootstrap).",
+            model,
+        )
+        self.card_alert_rate_high = gauge(
+            "sepsis_api_alert_rate_card_high_ratio",
+            "Upper bound of the model card's alert-rate interval (out-of-fold bootstrap).",
+            model,
+        )
+        self.outcomes = gauge(
+            "sepsis_api_performance_outcomes",
+            "Estimates of the performance window (30 days) with a recorded outcome.",
+            model,
+        )
+        self.events = gauge(
+            "sepsis_api_performance_events",
+            "Of those, outcomes that were Positive.",
+            model,
+        )
+        self.roc_auc = gauge(
+            "sepsis_api_performance_roc_auc_ratio",
+            "ROC AUC of the estimates against their outcomes (NaN below 100 events and 100 "
+            "non-events).",
+            model,
+        )
+        self.brier = gauge(
+            "sepsis_api_performance_brier_ratio",
+            "Brier score of the estimates against their outcomes (NaN as for the AUC).",
+            model,
+        )
+        self.calibration_slope = gauge(
+            "sepsis_api_performance_calibration_slope",
+            "Calibration slope (logistic recalibration; 1 is ideal; NaN as for the AUC).",
+            model,
+        )
+        self.calibration_intercept = gauge(
+            "sepsis_api_performance_calibration_intercept",
+            "Calibration-in-the-large (0 is ideal; NaN as for the AUC).",
+            model,
+        )
+        self.last_computed = Gauge(
+            "sepsis_api_monitoring_last_computed_timestamp_seconds",
+            "When the monitoring figures were last computed (Unix time; 0 = never).",
+            registry=r,
+            multiprocess_mode="max",
+        )

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sepsis_api.api.access_log import AccessLog
 from sepsis_api.api.asgi import headers_of, replay
-from sepsis_api.api.errors import INTERNAL_ERROR, error_body, send_json
+from sepsis_api.api.errors import INTERNAL_ERROR, ErrorShapes
 from sepsis_api.api.metrics import Metrics
 
 log = logging.getLogger("sepsis_api")
@@ -26,9 +26,15 @@ _COUNTER = itertools.count(1)
 
 class RequestContext:
     def __init__(
-        self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, access_log: AccessLog | None
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        max_body_bytes: int,
+        access_log: AccessLog | None,
+        shapes: ErrorShapes | None = None,
     ) -> None:
         self.app, self.metrics, self.max_body = app, metrics, max_body_bytes
+        self.shapes = shapes or ErrorShapes()
         self.access_log = access_log
         self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # labelled metrics
 
@@ -60,7 +66,7 @@ class RequestContext:
                 "unhandled error in %s %s (request %s)", scope["method"], scope["path"], request_id
             )
             status = 500
-            await send_json(send_wrapper, 500, error_body(INTERNAL_ERROR, None, request_id))
+            await self.shapes.send(send_wrapper, scope["path"], 500, INTERNAL_ERROR, request_id)
         finally:
             self._observe(scope, status, time.perf_counter() - start, request_id)
 
@@ -78,7 +84,7 @@ class RequestContext:
         except ValueError:
             length = 0
         if length > limit:
-            await self._too_large(send, request_id)
+            await self._too_large(scope, send, request_id)
         elif b"content-length" not in headers and scope["method"] in ("POST", "PUT", "PATCH"):
             # A streamed body: read it here (up to the limit) so an oversize one is a clean 413.
             body, more, too_big = bytearray(), True, False
@@ -92,7 +98,7 @@ class RequestContext:
                 if too_big:
                     break
             if too_big:
-                await self._too_large(send, request_id)
+                await self._too_large(scope, send, request_id)
             else:
                 await self.app(scope, replay(bytes(body), receive), send)
         else:
@@ -126,6 +132,6 @@ class RequestContext:
                 }
             )
 
-    async def _too_large(self, send: Send, request_id: str) -> None:
+    async def _too_large(self, scope: Scope, send: Send, request_id: str) -> None:
         detail = f"request body larger than the limit of {self.max_body} bytes"
-        await send_json(send, 413, error_body(detail, None, request_id))
+        await self.shapes.send(send, scope["path"], 413, detail, request_id)

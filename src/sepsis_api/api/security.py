@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hmac
-from typing import Any
 
 from fastapi import HTTPException, Request, status
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sepsis_api.api.asgi import headers_of
-from sepsis_api.api.errors import error_body, send_json
+from sepsis_api.api.errors import ErrorShapes
 
 UNAUTHORIZED = (
     "missing or invalid API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
@@ -54,9 +53,10 @@ class RequireAPIKey:
         app: ASGIApp,
         keys: dict[str, str],
         admin_keys: dict[str, str] | None = None,
+        shapes: ErrorShapes | None = None,
         jwt_prefix: str | None = None,
     ) -> None:
-        self.app = app
+        self.app, self.shapes = app, shapes or ErrorShapes()
         self.jwt_prefix = jwt_prefix  # paths whose routes verify a JWT instead of a key
         self.admin = [(k.encode(), key_id) for k, key_id in (admin_keys or {}).items()]
         # Ordinary routes need a key only when ordinary keys are configured; admin keys then
@@ -72,7 +72,9 @@ class RequireAPIKey:
             admin = scope["path"].startswith(ADMIN_PREFIX)
             allowed = self.admin if admin else self.keys
             if admin and not self.admin:
-                await _deny(send, state, 403, "the admin API is off: set SEPSIS_API_ADMIN_KEYS")
+                await self._deny(
+                    scope, 403, "the admin API is off: set SEPSIS_API_ADMIN_KEYS", send
+                )
                 return
             if not allowed:
                 state["caller"] = "anonymous"
@@ -83,49 +85,17 @@ class RequireAPIKey:
                     if hmac.compare_digest(given, key):
                         found = key_id
                 if found is None:
-                    await _deny(
-                        send,
-                        state,
-                        401,
-                        UNAUTHORIZED + (" (an admin key)" if admin else ""),
-                        _protocol_fields(scope["path"]),
-                        scope["path"],
-                    )
+                    detail = UNAUTHORIZED + (" (an admin key)" if admin else "")
+                    await self._deny(scope, 401, detail, send)
                     return
                 state["caller"] = found
         await self.app(scope, receive, send)
 
-
-def _protocol_fields(path: str) -> dict[str, str]:
-    """The refusal also in the protocol's own error shape (V2, MLflow), for their clients."""
-    if path.startswith("/v2/"):
-        return {"error": UNAUTHORIZED}
-    if path == "/invocations":
-        return {"error_code": "UNAUTHENTICATED", "message": UNAUTHORIZED}
-    return {}
-
-
-# FHIR: an OperationOutcome alone (a resource may not carry other members).
-_FHIR_UNAUTHORIZED = {
-    "resourceType": "OperationOutcome",
-    "issue": [{"severity": "error", "code": "login", "diagnostics": UNAUTHORIZED}],
-}
-
-
-async def _deny(
-    send: Send,
-    state: dict[str, Any],
-    status: int,
-    detail: str,
-    protocol: dict[str, str] | None = None,
-    path: str = "",
-) -> None:
-    headers = [(b"www-authenticate", b"Bearer")] if status == 401 else []
-    if path.startswith("/fhir/") and status == 401:
-        await send_json(send, status, _FHIR_UNAUTHORIZED, headers, b"application/fhir+json")
-        return
-    body = {**error_body(detail, None, state.get("request_id")), **(protocol or {})}
-    await send_json(send, status, body, headers)
+    async def _deny(self, scope: Scope, status: int, detail: str, send: Send) -> None:
+        """The refusal in the shape the path's callers read (a protocol's own, or /v1's)."""
+        headers = [(b"www-authenticate", b"Bearer")] if status == 401 else []
+        request_id = scope["state"].get("request_id")
+        await self.shapes.send(send, scope["path"], status, detail, request_id, headers)
 
 
 async def caller_id(request: Request) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +26,6 @@ from sepsis_api.api.metrics import Metrics
 from sepsis_api.db.audit import AuditLog
 from sepsis_api.db.group_commit import AuditWriter, WriterStopped
 from sepsis_api.db.loop_writer import LoopWriter
-from sepsis_api.db.row_stream import RowStream
 from sepsis_api.ids import new_id, new_ids
 from sepsis_api.ml.scoring import Predictor, ServedModel, UnknownModel, resolve, score
 from sepsis_api.ml.store import Registry
@@ -34,6 +33,7 @@ from sepsis_api.schema import BY_CODE, FEATURES
 
 log = logging.getLogger("sepsis_api")
 BATCH_CHUNK_ROWS = 1_000  # validated, scored and inserted at a time; a batch is pipelined
+ON_LOOP_ROWS = 16  # a batch this small is scored and committed on the event loop
 
 
 @dataclass
@@ -152,33 +152,51 @@ class Service:
         source: str = "batch",
     ) -> dict[str, Any]:
         """Score many patients with one model; all audit rows commit in one transaction.
-        ``source`` names the route or protocol in the audit rows."""
+        ``source`` names the route or protocol in the audit rows.
+
+        A few patients (the protocols' usual one-patient call) are scored on the loop and
+        committed like a single prediction: two thread hand-overs would cost more than the
+        work. More are pipelined through a worker thread and the writer thread's stream."""
         with self._audited(len(patients)):
-            stream = self.writer.stream()
-            try:
-                reply, labels, bands = await run_in_threadpool(
-                    self._batch_rows, stream, patients, model, caller, request_id, source
+            if len(patients) <= ON_LOOP_ROWS:
+                rows: list[tuple[Any, ...]] = []
+                reply, labels, bands = self._batch_rows(
+                    rows.extend, _nothing, patients, model, caller, request_id, source
                 )
-            except BaseException:
-                stream.abort()
-                raise
-            await self._bounded(stream.future)
+                await self.commit(rows)
+            else:
+                stream = self.writer.stream()
+                try:
+                    reply, labels, bands = await run_in_threadpool(
+                        self._batch_rows,
+                        stream.put,
+                        stream.close,
+                        patients,
+                        model,
+                        caller,
+                        request_id,
+                        source,
+                    )
+                except BaseException:
+                    stream.abort()
+                    raise
+                await self._bounded(stream.future)
         self.metrics.count(model.name, model.version, labels, bands)
         self.metrics.batch_size.observe(len(patients))
         return reply
 
     def _batch_rows(
         self,
-        stream: RowStream,
+        put: Callable[[list[tuple[Any, ...]]], None],
+        done: Callable[[], None],
         patients: PatientChunks,
         model: ServedModel,
         caller: str,
         request_id: str,
         source: str,
     ) -> tuple[dict[str, Any], list[str], list[str]]:
-        """Validate and score chunk by chunk, handing each chunk's audit rows to the writer
-        (it inserts one while the next is prepared); then build the reply while the last rows
-        commit."""
+        """Validate and score chunk by chunk, handing each chunk's audit rows to ``put``; call
+        ``done`` after the last, then build the reply (while the last rows commit)."""
         codes = [f.code for f in FEATURES]
         same = {
             "created_at": datetime.now(UTC),
@@ -206,13 +224,13 @@ class Service:
                 # NaN (not measured) is stored as JSON null: orjson writes NaN as null.
                 "inputs": [dict(zip(codes, row, strict=True)) for row in X.tolist()],
             }
-            stream.put(self.audit.insert.params(len(ids), chunk, same))
+            put(self.audit.insert.params(len(ids), chunk, same))
             pred_ids += chunk["id"]
             patient_ids += ids
             probs += chunk["probability"]
             labels += chunk["label"]
             bands += chunk["risk_band"]
-        stream.close()
+        done()
         reply = {
             "model": model.name,
             "model_version": model.version,
@@ -233,6 +251,10 @@ class Service:
             ],
         }
         return reply, labels, bands
+
+
+def _nothing() -> None:
+    return None
 
 
 class _Audited:

@@ -3,10 +3,14 @@ the module that does the work.
 
     train.py    train                       ml.train, ml.publish
     predict.py  predict                     batch.offline.score_file
+    evaluate.py  evaluate                   monitoring.local, monitoring.performance,
+                                            ml.validation_report
+    recalibrate.py  recalibrate             monitoring.calibration, ml.recalibrate
     serve.py    serve, ui, up               api.app, ui.launch
     models.py   models list | show | activate   ml.store, db.audit
     db.py       db upgrade | current        db.migrate
     config.py   config                      config.settings_table
+    traffic.py  traffic                     HTTP to a running server (httpx), ml.scoring
 
 Start-up stays light: this package imports typer, rich and the settings only; every command
 imports what it needs (numpy, pandas, the model code, uvicorn, the API) when it runs.
@@ -60,15 +64,28 @@ RegistryOpt = Annotated[
 ]
 
 # The groups use the helpers above, so they are imported after them.
-from sepsis_api.cli import config, db, models, predict, serve, train  # noqa: E402
+from sepsis_api.cli import (  # noqa: E402
+    config,
+    db,
+    evaluate,
+    models,
+    predict,
+    recalibrate,
+    serve,
+    traffic,
+    train,
+)
 
 app.add_typer(models.app, name="models")
 app.add_typer(db.app, name="db")
 app.command()(train.train)
 app.command()(predict.predict)
+app.command()(evaluate.evaluate)
+app.command()(recalibrate.recalibrate)
 app.command()(serve.serve)
 app.command()(serve.ui)
 app.command()(serve.up)
 app.command()(config.config)
+app.command()(traffic.traffic)
 
 __all__ = ["RegistryOpt", "app", "console", "out"]

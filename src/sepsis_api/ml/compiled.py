@@ -29,6 +29,10 @@ import numpy.typing as npt
 from numba.cpython.unsafe import numbers as numba_numbers
 
 FORMAT = "sepsis-api-compiled/1"
+# A model with a recalibration map (``sepsis-api recalibrate``). A reader that knows only /1
+# refuses such a file rather than serve it without its map.
+FORMAT_RECALIBRATED = "sepsis-api-compiled/2"
+_RECALIBRATION = ("recal_intercept", "recal_slope")
 _PARALLEL_MIN_ROWS = 2048  # below this, thread start-up costs more than it saves
 
 
@@ -332,6 +336,23 @@ def _to_probability(raw: npt.NDArray[np.float64], mode: int, a: float, b: float)
             raw[i] = 1.0 / (1.0 + np.exp(-raw[i]))
 
 
+@numba.njit(cache=True, nogil=True)
+def _to_recalibrated(raw: npt.NDArray[np.float64], mode: int, a: float, b: float,
+                     ra: float, rb: float) -> None:  # fmt: skip
+    """In place: the log-odds of ``_to_probability``'s result, then p = sigmoid(ra + rb * z)
+    (log-odds taken directly from the raw output where it is one, so no precision is lost
+    by a round trip through the probability)."""
+    for i in range(raw.shape[0]):
+        if mode == 2:
+            z = -(a * raw[i] + b)
+        elif mode == 1:
+            z = raw[i]
+        else:
+            p = min(max(raw[i], 1e-12), 1.0 - 1e-12)
+            z = np.log(p) - np.log1p(-p)
+        raw[i] = 1.0 / (1.0 + np.exp(-(ra + rb * z)))
+
+
 @dataclass(frozen=True)
 class CompiledModel:
     kind: str  # "linear" or "trees"
@@ -353,6 +374,14 @@ class CompiledModel:
     value: np.ndarray  # float64 per node (leaf contributions, already weighted)
     roots: np.ndarray  # int32 index of each tree's root
     depth: np.ndarray  # int32 depth of each tree
+    # Recalibration map applied after the model's own calibration, p' = sigmoid(recal_intercept
+    # + recal_slope * logit(p)); the identity (0, 1) for every trained model.
+    recal_intercept: float = 0.0
+    recal_slope: float = 1.0
+
+    @property
+    def recalibrated(self) -> bool:
+        return (self.recal_intercept, self.recal_slope) != (0.0, 1.0)
 
     # -- scoring ---------------------------------------------------------------------------
     @cached_property
@@ -422,7 +451,12 @@ class CompiledModel:
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Calibrated probability of the positive class, shape (n,)."""
         raw = self.raw(X)
-        _to_probability(raw, self._mode, self.calib_a, self.calib_b)
+        if self.recalibrated:
+            _to_recalibrated(
+                raw, self._mode, self.calib_a, self.calib_b, self.recal_intercept, self.recal_slope
+            )
+        else:
+            _to_probability(raw, self._mode, self.calib_a, self.calib_b)
         return raw
 
     def warm_up(self) -> None:
@@ -432,8 +466,12 @@ class CompiledModel:
 
     # -- storage -----------------------------------------------------------------------------
     def save(self, path: Path) -> None:
-        arrays = {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)}
-        arrays["format"] = np.asarray(FORMAT)
+        # Without a recalibration map the file is a /1 file, exactly as before maps existed.
+        skip = () if self.recalibrated else _RECALIBRATION
+        arrays = {
+            f.name: np.asarray(getattr(self, f.name)) for f in fields(self) if f.name not in skip
+        }
+        arrays["format"] = np.asarray(FORMAT_RECALIBRATED if self.recalibrated else FORMAT)
         with open(path, "wb") as fh:
             # numpy's stubs match a ** mapping against the keyword allow_pickle: bool too; the
             # keys here are field names and "format", never allow_pickle
@@ -442,10 +480,13 @@ class CompiledModel:
     @classmethod
     def load(cls, path: Path) -> CompiledModel:
         with np.load(path, allow_pickle=False) as data:
-            if "format" not in data or str(data["format"]) != FORMAT:
-                raise ValueError(f"{path}: not a {FORMAT} file")
+            kind = str(data["format"]) if "format" in data else None
+            if kind not in (FORMAT, FORMAT_RECALIBRATED):
+                raise ValueError(f"{path}: not a {FORMAT} or {FORMAT_RECALIBRATED} file")
             values = {}
             for f in fields(cls):
+                if kind == FORMAT and f.name in _RECALIBRATION:
+                    continue  # /1 files have no map: the identity
                 a = data[f.name]
                 values[f.name] = a.item() if a.ndim == 0 else a
         values["kind"], values["response"], values["calibration"] = (

@@ -114,5 +114,7 @@ def compile_pipeline(fitted: object) -> CompiledModel:
         divisor=divisor,
         calib_a=calib_a,
         calib_b=calib_b,
+        recal_intercept=0.0,  # a trained model has no recalibration map (ml/recalibrate.py)
+        recal_slope=1.0,
         **trees,
     )

@@ -20,7 +20,7 @@ from sepsis_api.ml import evaluate as ev
 from sepsis_api.ml.flatten import compile_pipeline
 from sepsis_api.ml.report import write_model_card, write_report
 from sepsis_api.ml.store import CARD, CARD_FORMAT, sha256_of
-from sepsis_api.ml.train import TrainingRun
+from sepsis_api.ml.train import TrainingRun, reference_bins
 from sepsis_api.schema import FEATURES, NOT_A_DEVICE, PROVENANCE
 
 INTENDED_USE = (
@@ -104,6 +104,27 @@ def build_card(run: TrainingRun) -> dict[str, Any]:
         },
         "libraries": library_versions(),
         "models": models,
+        "drift_reference": drift_reference(run),
+    }
+
+
+def drift_reference(run: TrainingRun) -> dict[str, Any]:
+    """What the drift monitor compares live estimates with: the training data's per-feature
+    bins and each model's out-of-fold predicted-risk bins, with the card's alert rate."""
+    return {
+        "rows": len(run.data.X),
+        "bins": "deciles of the observed values (edges are data values, repeated ones merged); "
+        "bin 0 holds v < edges[0], bin i edges[i-1] <= v < edges[i], the last v >= edges[-1]; "
+        "missing values are counted apart",
+        "features": run.feature_bins,
+        "predicted_risk": {
+            name: {
+                **reference_bins(r.oof),
+                "source": "out-of-fold probabilities, averaged over the CV repeats",
+                "alert_rate": r.operating_point["alert_rate"],
+            }
+            for name, r in run.candidates.items()
+        },
     }
 
 
@@ -119,20 +140,26 @@ def save_run(run: TrainingRun, root: Path) -> Path:
             sio.dump(r.fitted, tmp / f"{name}.skops", compression=zipfile.ZIP_DEFLATED)
         write_report(run, card, tmp)
         write_model_card(card, tmp)
-        card["files"] = {
-            str(p.relative_to(tmp)): sha256_of(p) for p in sorted(tmp.rglob("*")) if p.is_file()
-        }
-        (tmp / CARD).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-        tmp.chmod(0o755)  # mkdtemp makes it owner-only; servers may run as another user
-        if final.exists():  # same data, seed and settings: replace, never half-replace
-            old = final.with_name(f".{final.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            final.rename(old)
-            tmp.rename(final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(final)
+        finish_version(tmp, card, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def finish_version(tmp: Path, card: dict[str, Any], final: Path) -> None:
+    """Hash every file of the filled directory ``tmp`` into the card, write it, and put the
+    directory in place as ``final`` (replacing one there whole, never half)."""
+    card["files"] = {
+        str(p.relative_to(tmp)): sha256_of(p) for p in sorted(tmp.rglob("*")) if p.is_file()
+    }
+    (tmp / CARD).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    tmp.chmod(0o755)  # mkdtemp makes it owner-only; servers may run as another user
+    if final.exists():  # same data, seed and settings: replace, never half-replace
+        old = final.with_name(f".{final.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(final)

@@ -374,6 +374,34 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return [*lines, ""]
 
 
+def _drift_reference(card: dict[str, Any]) -> list[str]:
+    """The model card's summary of the reference the drift monitor compares live data with."""
+    ref = card.get("drift_reference")
+    if ref is None:
+        return []
+    return [
+        "## Drift reference",
+        "",
+        f"`GET /v1/monitoring/drift` compares recent estimates with the {ref['rows']} training "
+        f"rows: {ref['bins']}. Predicted risk is compared with each model's out-of-fold "
+        "probabilities and the alert rate with the operating point's above.",
+        "",
+        *_table(
+            ["Feature", "Bins", "Missing", "Mean", "Training range"],
+            [
+                [
+                    f"`{code}`",
+                    len(f["counts"]),
+                    pct(f["missing_fraction"]),
+                    num(f["mean"]),
+                    f"{num(f['valid_range'][0])}–{num(f['valid_range'][1])}",
+                ]
+                for code, f in ref["features"].items()
+            ],
+        ),
+    ]
+
+
 def write_model_card(card: dict[str, Any], out_dir: Path) -> Path:
     """Write ``out_dir/MODEL_CARD.md`` from the card alone; return its path."""
     models: dict[str, dict[str, Any]] = card["models"]
@@ -482,6 +510,7 @@ def write_model_card(card: dict[str, Any], out_dir: Path) -> Path:
                 )
             ],
         ),
+        *_drift_reference(card),
         "## Limitations",
         "",
         *(f"- {item}" for item in card["limitations"]),

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -96,6 +97,8 @@ class TrainingRun:
     version: str
     created_at: str
     feature_stats: dict[str, dict[str, float]] = field(default_factory=dict)
+    # The drift monitor's reference (card "drift_reference"): per feature bins with counts.
+    feature_bins: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def calibrated(pipeline: Pipeline, seed: int) -> CalibratedClassifierCV:
@@ -134,6 +137,40 @@ def feature_statistics(X: np.ndarray) -> dict[str, dict[str, float]]:
             **{f"p{p}": round(float(v), 6) for p, v in zip((5, 25, 50, 75, 95), q, strict=True)},
         }
     return stats
+
+
+# Drift reference bins: deciles of the observed training values. Edges are data values ("higher"
+# quantiles), repeated ones merged, and none at the minimum, so no reference bin is empty
+# however many ties a feature has (PRG counts, Insurance 0/1). Bin 0 holds v < edges[0], bin i
+# edges[i-1] <= v < edges[i], the last v >= edges[-1]: bin = searchsorted(edges, v, "right").
+REFERENCE_QUANTILES = tuple(q / 10 for q in range(1, 10))
+
+
+def reference_bins(values: np.ndarray) -> dict[str, Any]:
+    """Decile edges of ``values`` (missing = NaN left out) and the reference count per bin."""
+    seen = values[~np.isnan(values)]
+    q = np.quantile(seen, REFERENCE_QUANTILES, method="higher")
+    edges = np.unique(q[q > seen.min()])
+    counts = np.bincount(np.searchsorted(edges, seen, side="right"), minlength=len(edges) + 1)
+    return {"edges": edges.tolist(), "counts": counts.tolist()}
+
+
+def feature_reference(X: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Per feature: decile bins with counts, the missing count and fraction, the mean and the
+    observed range over the training rows (missing = 0 where that means "not measured", or NaN)."""
+    Xm = ZeroAsMissing().fit(X).transform(X)
+    out = {}
+    for j, f in enumerate(FEATURES):
+        col = Xm[:, j]
+        seen = col[~np.isnan(col)]
+        out[f.code] = {
+            **reference_bins(col),
+            "missing": int(np.isnan(col).sum()),
+            "missing_fraction": float(np.isnan(col).mean()),
+            "mean": float(seen.mean()),
+            "valid_range": [float(seen.min()), float(seen.max())],
+        }
+    return out
 
 
 def choose_default(results: dict[str, CandidateResult]) -> str:
@@ -231,4 +268,5 @@ def train(
         version=make_version(sha, seed, n_splits, n_repeats),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         feature_stats=feature_statistics(X),
+        feature_bins=feature_reference(X),
     )

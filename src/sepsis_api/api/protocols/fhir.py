@@ -33,7 +33,7 @@ from fhir.resources.R4B.riskassessment import RiskAssessment
 from pydantic import ValidationError
 
 from sepsis_api import __version__
-from sepsis_api.api.errors import APIError
+from sepsis_api.api.errors import APIError, ErrorShape
 from sepsis_api.api.protocols.common import error_route, parse_body, service
 from sepsis_api.api.protocols.fhir_mapping import (
     FeatureMapping,
@@ -83,9 +83,19 @@ def outcome_response(
     return Response(body, status_code=status, headers=headers, media_type=FHIR_JSON)
 
 
-def _render(status: int, message: str, headers: Mapping[str, str] | None) -> Response:
+def _outcome(status: int, message: str) -> dict[str, Any]:
+    """A one-message error as an OperationOutcome alone (a resource carries no other members)."""
     code = _ISSUE_CODES.get(status, "exception" if status >= 500 else "invalid")
-    return outcome_response(status, [issue(code, message)], headers)
+    return {"resourceType": "OperationOutcome", "issue": [issue(code, message)]}
+
+
+ROOTS = ("/fhir",)  # where callers read OperationOutcome errors (api/errors.ErrorShapes)
+ERROR_SHAPE = ErrorShape(_outcome, FHIR_JSON)
+
+
+def _render(status: int, message: str, headers: Mapping[str, str] | None) -> Response:
+    body = orjson.dumps(_outcome(status, message))
+    return Response(body, status_code=status, headers=headers, media_type=FHIR_JSON)
 
 
 class Outcome(Exception):

@@ -19,9 +19,10 @@ import orjson
 import pandas as pd
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
 from sepsis_api import __version__
-from sepsis_api.api.errors import APIError, json_response
+from sepsis_api.api.errors import APIError, ErrorShape, json_response
 from sepsis_api.api.protocols.common import (
     ProtocolError,
     error_route,
@@ -38,27 +39,53 @@ from sepsis_api.schema import FEATURE_CODES, ID_COLUMN
 SOURCE = "mlflow"
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 _SPLIT_KEYS = {"columns", "data", "index"}
-_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 404: "RESOURCE_DOES_NOT_EXIST"}
+_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    405: "BAD_REQUEST",
+}
 
 
-def _render(status: int, message: str, headers: Mapping[str, str] | None) -> Response:
+# Where callers read this protocol's error shape (api/errors.ErrorShapes).
+ROOTS = ("/invocations", "/ping", "/health", "/version")
+
+
+def _error_body(status: int, message: str) -> dict[str, Any]:
+    """MLflow's scoring server error body: an error code named for the status, a message."""
     if status < 500:
         code = _CODES.get(status, "BAD_REQUEST")
     else:
         code = "TEMPORARILY_UNAVAILABLE" if status == 503 else "INTERNAL_ERROR"
-    return json_response({"error_code": code, "message": message}, status, headers)
+    return {"error_code": code, "message": message}
+
+
+ERROR_SHAPE = ErrorShape(_error_body)
+
+
+def _render(status: int, message: str, headers: Mapping[str, str] | None) -> Response:
+    return json_response(_error_body(status, message), status, headers)
 
 
 router = APIRouter(tags=["MLflow scoring protocol"], route_class=error_route(_render))
-# Described in words only: the app documents every 4xx *schema* as /v1's ErrorResponse.
+
+
+class MLflowError(BaseModel):
+    """MLflow's scoring server error body."""
+
+    error_code: str = Field(examples=["BAD_REQUEST"])
+    message: str = Field(examples=["patient 0, column PL, value 700: out of range"])
+
+
 MLFLOW_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"description": f'{text} Body: `{{"error_code": "{kind}", "message": "{example}"}}`.'}
-    for code, kind, text, example in (
-        (400, "BAD_REQUEST", "Invalid input, named.", "patient 0, column PL, value 700: ..."),
-        (401, "UNAUTHENTICATED", "Missing or invalid API key.", "missing or invalid API key"),
-        (413, "BAD_REQUEST", "Too many patients.", "exceed the batch limit"),
-        (415, "BAD_REQUEST", "Not JSON or CSV.", "unsupported content type"),
-        (503, "TEMPORARILY_UNAVAILABLE", "Audit log unavailable.", "retry later"),
+    code: {"model": MLflowError, "description": f"`{kind}`: {text}"}
+    for code, kind, text in (
+        (400, "BAD_REQUEST", "Invalid input, named."),
+        (401, "UNAUTHENTICATED", "Missing or invalid API key."),
+        (413, "BAD_REQUEST", "Too many patients or bytes."),
+        (415, "BAD_REQUEST", "Not JSON or CSV."),
+        (503, "TEMPORARILY_UNAVAILABLE", "Audit log unavailable; nothing returned."),
     )
 }
 

@@ -19,9 +19,10 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
 from sepsis_api import __version__
-from sepsis_api.api.errors import json_response
+from sepsis_api.api.errors import ErrorShape, json_response
 from sepsis_api.api.protocols.common import (
     ProtocolError,
     error_route,
@@ -65,21 +66,40 @@ _NUMERIC: dict[str, np.dtype[Any]] = {
 _TENSOR_TYPES = ("FP64", "FP32")
 
 
+ROOTS = ("/v2",)  # where callers read this protocol's error shape (api/errors.ErrorShapes)
+
+
+def _error_body(_status: int, message: str) -> dict[str, Any]:
+    """The protocol's error body: ``{"error": "..."}`` for every status."""
+    return {"error": message}
+
+
+ERROR_SHAPE = ErrorShape(_error_body)
+
+
 def _render(status: int, message: str, headers: Mapping[str, str] | None) -> Response:
-    return json_response({"error": message}, status, headers)
+    return json_response(_error_body(status, message), status, headers)
 
 
 router = APIRouter(
     prefix="/v2", tags=["Open Inference Protocol V2"], route_class=error_route(_render)
 )
-# Described in words only: the app documents every 4xx *schema* as /v1's ErrorResponse.
+
+
+class V2Error(BaseModel):
+    """The protocol's error body."""
+
+    error: str = Field(examples=["input 'features': shape [1, 8] does not match [N, 9]"])
+
+
 V2_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"description": f'{text} Body: `{{"error": "{example}"}}`.'}
-    for code, text, example in (
-        (400, "Invalid request: names the input and the problem.", "input 'features': ..."),
-        (401, "Missing or invalid API key.", "missing or invalid API key"),
-        (404, "Unknown model or version.", "unknown model 'x'"),
-        (503, "Audit log unavailable; nothing returned.", "the audit database is unavailable"),
+    code: {"model": V2Error, "description": text}
+    for code, text in (
+        (400, "Invalid request: names the input and the problem."),
+        (401, "Missing or invalid API key."),
+        (404, "Unknown model or version."),
+        (413, "Too many patients or bytes."),
+        (503, "Audit log unavailable; nothing returned."),
     )
 }
 

@@ -20,7 +20,7 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 class ActivateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    version: str = Field(min_length=1, max_length=64, examples=["20261126-93f42d15"])
+    version: str = Field(min_length=1, max_length=64, examples=["20261202-93f42d15"])
 
 
 class ActivateResponse(BaseModel):

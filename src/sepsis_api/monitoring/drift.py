@@ -1,0 +1,434 @@
+"""Drift without outcomes: recent audited estimates against the reference bins in the card.
+
+Per feature, the population stability index (PSI) of the live values against the training
+data's decile bins (plus a "not measured" bin, so a change in how often a value is missing
+counts as drift); the same for the predicted risk against the out-of-fold probabilities; the
+alert rate with its Wilson interval against the card's; and the alerts per day. The counts
+come from one aggregate query per UTC day of the window, never from rows fetched into Python;
+the counts of a whole day that is over are kept (``ClosedDays``), so a window of many days
+costs a query over today's estimates once its past days have been counted.
+
+Thresholds are the usual ones of credit scoring, where PSI comes from: below 0.1 stable,
+0.1 to 0.25 a moderate shift worth a look (``warn``), 0.25 and above a shift (``alert``).
+
+Minimum sample sizes, because PSI on a small window is noise. For two samples of n and N rows
+from one distribution in B bins, PSI is close to a chi-square statistic with B - 1 degrees of
+freedom scaled by (1/n + 1/N): its expected value is (B - 1)(1/n + 1/N). With 11 bins and the
+599 training rows, a window of 100 unshifted estimates would average ~0.12 and be flagged for
+nothing; at 500 it averages ~0.04 with a standard deviation of ~0.017, so an unshifted window
+stays below 0.1 with a wide margin. Hence ``MIN_PSI_ROWS`` = 500 estimates in the window;
+below it the PSI is not given and the status is ``insufficient_data``. The alert rate needs
+``MIN_ALERT_ROWS`` = 100 estimates: below that its Wilson interval is wider than +-0.1 around
+rates near the card's, too wide to tell.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+from sqlalchemy import ColumnElement, Engine, and_, case, func, or_, select
+
+from sepsis_api.db.models import Prediction
+from sepsis_api.monitoring.stats import Interval, wilson
+from sepsis_api.schema import FEATURES, LABEL_POSITIVE
+
+PSI_WARN = 0.1
+PSI_ALERT = 0.25
+MIN_PSI_ROWS = 500
+MIN_ALERT_ROWS = 100
+# A bin empty on one side would make the log ratio infinite; its share is floored here (the
+# customary 1e-4: one bin's term can then reach ~0.0009 * ln(1/1e-4) ~ 0.01 per missing 0.1%).
+PSI_FLOOR = 1e-4
+DEFAULT_WINDOW = timedelta(days=7)
+
+OK, WARN, ALERT = "ok", "warn", "alert"
+INSUFFICIENT = "insufficient_data"
+NO_REFERENCE = "no_reference"
+_SEVERITY = {INSUFFICIENT: 0, OK: 1, WARN: 2, ALERT: 3}
+
+
+def psi(reference: Sequence[float], live: Sequence[float]) -> float:
+    """Population stability index of two count vectors over the same bins:
+    sum over bins of (live share - reference share) * ln(live share / reference share), each
+    share floored at ``PSI_FLOOR``; a bin empty on both sides adds nothing."""
+    ref = np.asarray(reference, dtype=np.float64)
+    obs = np.asarray(live, dtype=np.float64)
+    if ref.shape != obs.shape or ref.sum() <= 0 or obs.sum() <= 0:
+        raise ValueError("psi needs two non-empty count vectors of the same length")
+    both_empty = (ref == 0) & (obs == 0)
+    e = np.maximum(ref / ref.sum(), PSI_FLOOR)[~both_empty]
+    a = np.maximum(obs / obs.sum(), PSI_FLOOR)[~both_empty]
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def psi_status(value: float | None) -> str:
+    if value is None:
+        return INSUFFICIENT
+    return ALERT if value >= PSI_ALERT else WARN if value >= PSI_WARN else OK
+
+
+@dataclass(frozen=True)
+class Window:
+    """The estimates looked at: one model of one version, created in [since, until)."""
+
+    model_version: str
+    model_name: str
+    since: datetime
+    until: datetime
+
+    @classmethod
+    def recent(
+        cls,
+        model_version: str,
+        model_name: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Window:
+        """``until`` defaults to now, ``since`` to ``DEFAULT_WINDOW`` before ``until``."""
+        end = (until or datetime.now(UTC)).astimezone(UTC)
+        if since is not None:
+            start = since.astimezone(UTC)
+        else:
+            try:
+                start = end - DEFAULT_WINDOW
+            except OverflowError:  # an ``until`` in the first week of year 1
+                start = datetime.min.replace(tzinfo=UTC)
+        return cls(model_version, model_name, start, end)
+
+
+@dataclass
+class FeatureDrift:
+    feature: str
+    n: int  # estimates in the window
+    observed: int  # of which with a value (not "not measured")
+    psi: float | None
+    status: str
+    missing_fraction: float | None
+    reference_missing_fraction: float
+    out_of_range_fraction: float | None  # of observed values, outside the training range
+    mean: float | None
+    reference_mean: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "feature": self.feature,
+            "n": self.n,
+            "observed": self.observed,
+            "psi": self.psi,
+            "status": self.status,
+            "missing_fraction": self.missing_fraction,
+            "reference_missing_fraction": self.reference_missing_fraction,
+            "out_of_range_fraction": self.out_of_range_fraction,
+            "mean": self.mean,
+            "reference_mean": self.reference_mean,
+        }
+
+
+@dataclass
+class DriftReport:
+    window: Window
+    n: int
+    status: str
+    detail: str | None
+    features: list[FeatureDrift]
+    risk_psi: float | None
+    risk_status: str
+    alerts: int
+    alert_rate: Interval
+    reference_alert_rate: dict[str, float] | None  # the card's value, low, high
+    alert_rate_status: str
+    per_day: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.window.model_name,
+            "model_version": self.window.model_version,
+            "since": self.window.since.isoformat(),
+            "until": self.window.until.isoformat(),
+            "n": self.n,
+            "status": self.status,
+            "detail": self.detail,
+            "thresholds": THRESHOLDS,
+            "features": [f.as_dict() for f in self.features],
+            "predicted_risk": {"n": self.n, "psi": self.risk_psi, "status": self.risk_status},
+            "alert_rate": {
+                "n": self.n,
+                "alerts": self.alerts,
+                **self.alert_rate.as_dict(),
+                "reference": self.reference_alert_rate,
+                "status": self.alert_rate_status,
+            },
+            "alerts_per_day": self.per_day,
+        }
+
+
+THRESHOLDS: dict[str, float | int] = {
+    "psi_warn": PSI_WARN,
+    "psi_alert": PSI_ALERT,
+    "min_rows_psi": MIN_PSI_ROWS,
+    "min_rows_alert_rate": MIN_ALERT_ROWS,
+}
+
+
+def alert_rate_status(live: Interval, n: int, reference: dict[str, float] | None) -> str:
+    """``above`` / ``below`` when the live Wilson interval lies wholly outside the card's
+    interval, ``ok`` when they overlap."""
+    if reference is None or n < MIN_ALERT_ROWS or live.ci_low is None or live.ci_high is None:
+        return INSUFFICIENT
+    if live.ci_low > reference["high"]:
+        return "above"
+    if live.ci_high < reference["low"]:
+        return "below"
+    return OK
+
+
+# -- SQL --------------------------------------------------------------------------------------
+
+
+def _stored(t: datetime, engine: Engine) -> datetime:
+    # SQLite keeps no zone: the audit log stores naive UTC there (db/audit.py).
+    t = t.astimezone(UTC)
+    return t.replace(tzinfo=None) if engine.dialect.name == "sqlite" else t
+
+
+def _where(window: Window, engine: Engine) -> ColumnElement[bool]:
+    p = Prediction
+    return and_(
+        p.model_version == window.model_version,
+        p.model_name == window.model_name,
+        p.created_at >= _stored(window.since, engine),
+        p.created_at < _stored(window.until, engine),
+    )
+
+
+def _count(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.count(case((condition, 1)))
+
+
+def _window_counts(
+    engine: Engine, window: Window, features: dict[str, dict[str, Any]], risk_edges: list[float]
+) -> dict[str, Any]:
+    """One pass over the window: per feature the observed count, the count below each edge,
+    the count outside the training range and the sum; the same below each risk edge."""
+    values = []
+    for f in FEATURES:
+        if f.code not in features:
+            continue
+        v = Prediction.inputs[f.code].as_float()
+        values.append((func.nullif(v, 0) if f.zero_means_missing else v).label(f.code))
+    # OFFSET 0 (SQLite: LIMIT -1 OFFSET 0) keeps the subquery from being merged into the
+    # outer one, which would extract every JSON value once per aggregate instead of once.
+    inner = (
+        select(*values, Prediction.probability, Prediction.label)
+        .where(_where(window, engine))
+        .offset(0)
+        .subquery()
+    )
+    cols: list[Any] = [func.count().label("n")]
+    for code, ref in features.items():
+        v = inner.c[code]
+        lo, hi = ref["valid_range"]
+        cols += [func.count(v).label(f"{code}:observed"), func.sum(v).label(f"{code}:sum")]
+        cols.append(_count(or_(v < lo, v > hi)).label(f"{code}:out"))
+        cols += [_count(v < e).label(f"{code}:<{i}") for i, e in enumerate(ref["edges"])]
+    cols.append(_count(inner.c.label == LABEL_POSITIVE).label("alerts"))
+    cols += [_count(inner.c.probability < e).label(f"risk:<{i}") for i, e in enumerate(risk_edges)]
+    with engine.connect() as conn:
+        row = conn.execute(select(*cols).select_from(inner)).one()
+    return dict(row._mapping)
+
+
+def _data_range(engine: Engine, window: Window) -> tuple[datetime, datetime] | None:
+    """The first and last creation time of any estimate in the window's time range (None when
+    there is none): two look-ups in the created_at index (no other filter, which would make
+    them scans)."""
+    created = Prediction.created_at
+    in_range = and_(
+        created >= _stored(window.since, engine), created < _stored(window.until, engine)
+    )
+    with engine.connect() as conn:
+        first = conn.execute(select(func.min(created)).where(in_range)).scalar()
+        last = conn.execute(select(func.max(created)).where(in_range)).scalar()
+    if first is None or last is None:
+        return None
+    return (_aware(first), _aware(last))
+
+
+def _aware(t: datetime) -> datetime:
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+class ClosedDays:
+    """Counts of whole UTC days that are over, kept per process (bounded, least recently used
+    dropped first). The audit log is append-only and stamps rows with the time of the request,
+    so a day's counts stop changing once it is over; a day is taken as over ``SETTLE`` after its
+    end, longer than any audit commit may wait (SEPSIS_API_AUDIT_WAIT_SECONDS)."""
+
+    SETTLE = timedelta(minutes=5)
+
+    def __init__(self, max_days: int = 4096) -> None:
+        self.max_days = max_days
+        self._days: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> dict[str, Any] | None:
+        with self._lock:
+            found = self._days.get(key)
+            if found is not None:
+                self._days.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[Any, ...], counts: dict[str, Any]) -> None:
+        with self._lock:
+            self._days[key] = counts
+            self._days.move_to_end(key)
+            while len(self._days) > self.max_days:
+                self._days.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._days.clear()
+
+
+CLOSED_DAYS = ClosedDays()
+
+
+def _day_pieces(window: Window, first: datetime, last: datetime) -> list[tuple[Window, bool]]:
+    """The window cut at UTC midnights, from the day of its first estimate to that of its
+    last: (piece, whether it is a whole day that is over)."""
+    over_before = datetime.now(UTC) - ClosedDays.SETTLE
+    day = datetime.combine(first.date(), datetime.min.time(), tzinfo=UTC)
+    pieces = []
+    while day <= last:
+        try:
+            end = day + timedelta(days=1)
+        except OverflowError:  # the last day of year 9999
+            end = datetime.max.replace(tzinfo=UTC)
+        start, stop = max(window.since, day), min(window.until, end)
+        whole = start == day and stop == end and end <= over_before
+        pieces.append((replace(window, since=start, until=stop), whole))
+        day = end
+        if end == datetime.max.replace(tzinfo=UTC):
+            break
+    return pieces
+
+
+def _counts(
+    engine: Engine, window: Window, features: dict[str, dict[str, Any]], risk_edges: list[float]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The window's counts, summed over its days (whole past days from ``CLOSED_DAYS`` when
+    there), and the estimates and alerts of each day."""
+    span = _data_range(engine, window)
+    total: dict[str, Any] = {"n": 0, "alerts": 0}
+    per_day: list[dict[str, Any]] = []
+    if span is None:
+        return total, per_day
+    fingerprint = (str(engine.url), window.model_version, window.model_name, len(features))
+    for piece, whole in _day_pieces(window, *span):
+        key = (*fingerprint, piece.since.date())
+        counts = CLOSED_DAYS.get(key) if whole else None
+        if counts is None:
+            counts = _window_counts(engine, piece, features, risk_edges)
+            if whole:
+                CLOSED_DAYS.put(key, counts)
+        for k, v in counts.items():
+            total[k] = total.get(k, 0) + (v or 0)
+        if counts["n"]:
+            n, alerts = int(counts["n"]), int(counts["alerts"])
+            day = piece.since.date().isoformat()
+            per_day.append({"date": day, "n": n, "alerts": alerts, "alert_rate": alerts / n})
+    return total, per_day
+
+
+def _bin_counts(below: list[int], total: int) -> list[int]:
+    """Per-bin counts from the counts below each ascending edge."""
+    cumulative = [*below, total]
+    return [cumulative[0], *(b - a for a, b in pairwise(cumulative))]
+
+
+# -- the report -------------------------------------------------------------------------------
+
+
+def drift_report(engine: Engine, card: dict[str, Any], window: Window) -> DriftReport:
+    """The drift of ``window``'s estimates against ``card`` (the version's card.json)."""
+    model = card["models"][window.model_name]
+    alert_ref = model.get("operating_point", {}).get("alert_rate")
+    reference_rate = (
+        {k: float(alert_ref[k]) for k in ("value", "low", "high")} if alert_ref else None
+    )
+    ref = card.get("drift_reference")
+    features: dict[str, dict[str, Any]] = ref["features"] if ref else {}
+    risk_ref = ref["predicted_risk"].get(window.model_name) if ref else None
+    counts, per_day = _counts(engine, window, features, risk_ref["edges"] if risk_ref else [])
+    n, alerts = int(counts["n"]), int(counts["alerts"])
+    rate = wilson(alerts, n)
+    report = DriftReport(
+        window=window,
+        n=n,
+        status=NO_REFERENCE,
+        detail=None,
+        features=[],
+        risk_psi=None,
+        risk_status=NO_REFERENCE,
+        alerts=alerts,
+        alert_rate=rate,
+        reference_alert_rate=reference_rate,
+        alert_rate_status=alert_rate_status(rate, n, reference_rate),
+        per_day=per_day,
+    )
+    if ref is None or risk_ref is None:
+        report.detail = (
+            f"model version {window.model_version} has no drift reference bins in its card "
+            "(trained before they were stored); retrain it to monitor drift. The alert rate "
+            "is still compared with the card's."
+        )
+        return report
+    for code, fref in features.items():
+        report.features.append(_feature(code, fref, counts, n))
+    if n >= MIN_PSI_ROWS:
+        below = [int(counts[f"risk:<{i}"]) for i in range(len(risk_ref["edges"]))]
+        report.risk_psi = psi(risk_ref["counts"], _bin_counts(below, n))
+    report.risk_status = psi_status(report.risk_psi)
+    statuses = [f.status for f in report.features] + [report.risk_status]
+    report.status = max(statuses, key=_SEVERITY.__getitem__)
+    if report.status == INSUFFICIENT:
+        report.detail = (
+            f"{n} estimates in the window; PSI needs at least {MIN_PSI_ROWS} (on fewer it is "
+            "mostly noise)"
+        )
+    return report
+
+
+def _feature(code: str, ref: dict[str, Any], counts: dict[str, Any], n: int) -> FeatureDrift:
+    observed = int(counts[f"{code}:observed"])
+    missing = n - observed
+    value: float | None = None
+    if n >= MIN_PSI_ROWS:  # the missing bin counts too: n, not only the observed values
+        below = [int(counts[f"{code}:<{i}"]) for i in range(len(ref["edges"]))]
+        value = psi([*ref["counts"], ref["missing"]], [*_bin_counts(below, observed), missing])
+    total = counts[f"{code}:sum"]
+    return FeatureDrift(
+        feature=code,
+        n=n,
+        observed=observed,
+        psi=value,
+        status=psi_status(value),
+        missing_fraction=missing / n if n else None,
+        reference_missing_fraction=float(ref["missing_fraction"]),
+        out_of_range_fraction=int(counts[f"{code}:out"]) / observed if observed else None,
+        mean=float(total) / observed if observed and total is not None else None,
+        reference_mean=float(ref["mean"]),
+    )
+
+
+def finite_or_nan(x: float | None) -> float:
+    """A figure for a gauge: NaN when there is none (Prometheus rules compare false on NaN)."""
+    return math.nan if x is None else float(x)
