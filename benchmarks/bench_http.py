@@ -1,6 +1,6 @@
 """HTTP throughput and latency of the API against the bare HTTP stack, driven by wrk.
 
-Five targets, each a real server process on 127.0.0.1 (a free port), started and stopped here:
+Seven targets, each a real server process on 127.0.0.1 (a free port), started and stopped here:
 
   (a) baseline   benchmarks/baseline_app.py: FastAPI + uvicorn, validates the body as the
                  project's Patient model and returns a constant JSON object (the ceiling;
@@ -16,6 +16,9 @@ Five targets, each a real server process on 127.0.0.1 (a free port), started and
                  concurrency 16 only
   (f) fhir       the first server, POST /fhir/RiskAssessment/$predict (a Bundle of the
                  Patient and one Observation per feature, coded by the shipped mapping), at
+                 concurrency 16 only
+  (g) cds-hooks  the first server, POST /cds-services/sepsis-risk (the documented patient-view
+                 request, full prefetch of FHIR resources, no JWT: no issuers configured), at
                  concurrency 16 only
 
 Each of (a) to (c) runs at concurrency 1, 16 and 64 for --duration seconds after a 1 s warm-up. The
@@ -547,10 +550,13 @@ def protocol_bodies() -> list[tuple[str, str, dict[str, object]]]:
     row = [PATIENT[c] for c in codes]
     v2 = {"inputs": [{"name": "features", "datatype": "FP64", "shape": [1, 9], "data": row}]}
     mlflow = {"dataframe_split": {"columns": codes, "data": [row]}}
+    from sepsis_api.api.protocols.cds_hooks import example_request
+
     return [
         ("(d) v2 infer", "/v2/models/default/infer", v2),
         ("(e) mlflow invocations", "/invocations", mlflow),
         ("(f) fhir RiskAssessment/$predict", "/fhir/RiskAssessment/$predict", fhir_bundle()),
+        ("(g) cds-hooks patient-view", "/cds-services/sepsis-risk", example_request()),
     ]
 
 

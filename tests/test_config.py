@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -40,6 +41,15 @@ def test_every_setting_is_read_from_its_documented_variable(monkeypatch):
         "access_log": "false",
         "max_body_bytes": "11",
         "mlflow_model": "random_forest",
+        "public_url": "https://sepsis.example.org",
+        "cds_issuers": '{"https://ehr.example.org": "https://ehr.example.org/jwks"}',
+        "cds_fhir_servers": "https://ehr.example.org/fhir",
+        "cds_timeout_seconds": "1.5",
+        "cds_jwks_cache_seconds": "60.0",
+        "cds_jwt_max_seconds": "120.0",
+        "cds_replay_cache_size": "10",
+        "cds_cors_origins": "https://ehr.example.org",
+        "ui_public_url": "https://ui.example.org",
         "fhir_mapping": "/fhir-mapping.json",
         "monitoring_interval_seconds": "42.5",
         "ui_api_url": "http://api:1",
@@ -53,7 +63,11 @@ def test_every_setting_is_read_from_its_documented_variable(monkeypatch):
         monkeypatch.setenv(env_name(field), value)
     settings = Settings(_env_file=None)
     for field, value in values.items():
-        assert str(getattr(settings, field)).lower() == value.lower(), field
+        got = getattr(settings, field)
+        if isinstance(got, dict):  # a JSON object in the environment
+            assert got == json.loads(value), field
+        else:
+            assert str(got).lower() == value.lower(), field
     assert env_name("api_keys") == "SEPSIS_API_KEYS"
 
 

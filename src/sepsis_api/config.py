@@ -5,8 +5,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SqliteSynchronous = Literal["NORMAL", "FULL"]  # SQLite's PRAGMA synchronous for the audit log
@@ -99,6 +100,76 @@ class Settings(BaseSettings):
         description="Model that answers MLflow's POST /invocations: a model name or "
         "VERSION/NAME of the served version; default: the served version's default model.",
     )
+
+    # CDS Hooks 2.0 (api/protocols/cds_hooks.py)
+    public_url: str | None = Field(
+        default=None,
+        description="The address EHRs and browsers reach this API at, e.g. "
+        "https://sepsis.example.org: CDS Hooks tokens must name PUBLIC_URL/cds-services[/ID] "
+        "as aud, and cards link to it; unset: the address a request was sent to (links only).",
+    )
+    cds_issuers: dict[str, str] | None = Field(
+        default=None,
+        description='EHRs allowed to call CDS Hooks, as JSON {"ISSUER": "JWKS URL"}: the '
+        "/cds-services/* routes then accept only their signed JWTs (ES384, RS384, ES256), "
+        "not API keys. Unset: those routes take API keys like /v1 (none set: loopback only).",
+    )
+    cds_fhir_servers: str | None = Field(
+        default=None,
+        description="Comma-separated FHIR base URLs a CDS call's fhirServer may name for "
+        "fetching what its prefetch lacks; unset: never fetch (a call without the prefetch "
+        "it needs is a 412).",
+    )
+    cds_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Longest wait for each request to an EHR's JWKS URL or FHIR server.",
+    )
+    cds_jwks_cache_seconds: float = Field(
+        default=300.0, gt=0, description="How long an issuer's fetched JWKS is reused."
+    )
+    cds_jwt_max_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="Longest lifetime (exp - now) accepted for a CDS Hooks JWT; each jti is "
+        "remembered until its exp, in memory, per server process.",
+    )
+    cds_replay_cache_size: int = Field(
+        default=100_000,
+        gt=0,
+        description="Most unexpired JWT ids remembered against replay; when full, new tokens "
+        "are refused (503) until some expire.",
+    )
+    cds_cors_origins: str | None = Field(
+        default=None,
+        description="Comma-separated browser origins (e.g. https://ehr.example.org) allowed "
+        "to call /cds-services from a web page (CORS); unset: none.",
+    )
+    ui_public_url: str | None = Field(
+        default=None,
+        description="The web UI's address as clinicians reach it, e.g. "
+        "https://sepsis-ui.example.org: CDS Hooks cards link to the estimate's record there; "
+        "unset: no such link.",
+    )
+
+    @field_validator("cds_issuers")
+    @classmethod
+    def _issuers(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for issuer, jwks in (value or {}).items():
+            if not issuer or len(issuer) > 64:  # the audit log's caller column
+                raise ValueError(f"issuer {issuer!r}: must be 1 to 64 characters")
+            if urlsplit(jwks).scheme not in ("http", "https") or not urlsplit(jwks).netloc:
+                raise ValueError(f"issuer {issuer!r}: JWKS URL {jwks!r} is not an http(s) URL")
+        return value or None
+
+    @model_validator(mode="after")
+    def _cds_needs_public_url(self) -> Settings:
+        if self.cds_issuers and not self.public_url:
+            raise ValueError(
+                "SEPSIS_API_CDS_ISSUERS needs SEPSIS_API_PUBLIC_URL: the EHR's tokens name "
+                "PUBLIC_URL/cds-services/... as their audience"
+            )
+        return self
 
     fhir_mapping: Path | None = Field(
         default=None,

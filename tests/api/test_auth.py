@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from cds import hook_request, prefetch
 from factories import CASE_STUDY_BODY, PATIENT, patients
 
 UI_KEY = "a" * 20
@@ -39,12 +40,16 @@ PROTECTED = [
     ("GET", "/v2/models/default/ready", None),
     ("POST", "/v2/models/default/infer", V2_BODY),
     ("POST", "/invocations", {"dataframe_records": [PATIENT]}),
+    # CDS Hooks without SEPSIS_API_CDS_ISSUERS: the API keys, like /v1 (its feedback route is
+    # refused without a key in the walk over the OpenAPI document below)
+    ("POST", "/cds-services/sepsis-risk", hook_request(prefetch())),
 ]
 ROUTE_IDS = [f"{m} {p}" for m, p, _ in PROTECTED]
 # The protocols' probes and server metadata stay open, like /healthz (api/security.py).
 OPEN = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/"]
 OPEN += ["/v2", "/v2/health/live", "/v2/health/ready", "/ping", "/health", "/version"]
 OPEN += ["/fhir/metadata", "/fhir/OperationDefinition/RiskAssessment-predict"]
+OPEN += ["/cds-services"]  # CDS Hooks discovery
 WRONG = [
     {"Authorization": "Bearer " + "c" * 20},
     {"X-API-Key": "c" * 20},

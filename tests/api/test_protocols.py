@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from cds import hook_request, prefetch
 from factories import PATIENT
 from fhir_bundles import bundle_json, patient, patient_observations
 from sepsis_api.schema import FEATURE_CODES
@@ -38,6 +39,13 @@ def _mlflow(client: Any) -> tuple[float, str]:
     return p["probability"], p["prediction_id"]
 
 
+def _cds_hooks(client: Any) -> tuple[float, str]:
+    r = client.post("/cds-services/sepsis-risk", json=hook_request(prefetch(PATIENT)))
+    assert r.status_code == 200, r.text
+    card = r.json()["cards"][0]
+    return client.get(f"/v1/predictions/{card['uuid']}").json()["probability"], card["uuid"]
+
+
 def _fhir(client: Any) -> tuple[float, str]:
     # PATIENT as a Bundle: one Observation per feature, Age from the birth date
     body = bundle_json(patient(), patient_observations(PATIENT))
@@ -55,6 +63,7 @@ def _fhir(client: Any) -> tuple[float, str]:
 PROTOCOLS: dict[str, tuple[str, Callable[[Any], tuple[float, str]]]] = {
     "v2": ("/v2/models/{model}/infer", _v2),
     "mlflow": ("/invocations", _mlflow),
+    "cds-hooks": ("/cds-services/{service_id}", _cds_hooks),
     "fhir": ("/fhir/RiskAssessment/$predict", _fhir),
 }
 
@@ -76,4 +85,5 @@ def test_each_protocol_gives_v1s_estimate_audited_with_its_source(client, source
 def test_root_links_the_protocol_roots(client):
     links = client.get("/").json()["links"]
     assert links["open_inference_v2"] == "/v2" and links["mlflow_invocations"] == "/invocations"
+    assert links["cds_hooks_discovery"] == "/cds-services"
     assert links["fhir_r4"] == "/fhir"

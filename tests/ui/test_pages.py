@@ -354,6 +354,17 @@ def test_history_finds_a_record_by_id(live_server, open_page) -> None:
     assert any("no prediction with id" in e for e in texts(at, "error"))
 
 
+def test_history_opens_the_record_a_link_names(live_server, open_page) -> None:
+    """A CDS Hooks card links to /history?prediction_id=..."""
+    reply = httpx.post(live_server.url + "/v1/predict", json={**PATIENT, "ID": "UI-LINK"})
+    pid = reply.json()["predictions"][0]["prediction_id"]
+    at = open_page(live_server.url, "history")
+    at.query_params["prediction_id"] = pid
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(pid in m for m in texts(at, "markdown"))
+
+
 def test_history_records_an_outcome_and_shows_it(live_server, open_page) -> None:
     reply = httpx.post(live_server.url + "/v1/predict", json={**PATIENT, "ID": "UI-OUTCOME"})
     pid = reply.json()["predictions"][0]["prediction_id"]

@@ -23,7 +23,7 @@ from sepsis_api.api.fastpath import PredictFastPath
 from sepsis_api.api.metrics import Metrics
 from sepsis_api.api.middleware import RequestContext
 from sepsis_api.api.monitor import refresh_monitoring
-from sepsis_api.api.protocols import fhir, mlflow, v2
+from sepsis_api.api.protocols import cds_hooks, fhir, mlflow, v2
 from sepsis_api.api.protocols.fhir_mapping import load_mapping
 from sepsis_api.api.routes import (
     admin,
@@ -150,13 +150,21 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     api_keys = parse_keys(settings.api_keys, settings.api_keys_file)
     admin_keys = parse_keys(settings.admin_keys, settings.admin_keys_file)
     access_log = AccessLog() if settings.access_log else None
+    cds_tokens = cds_hooks.ehr_tokens(settings)
     shapes = errors.ErrorShapes(
         {root: protocol.ERROR_SHAPE for protocol in PROTOCOLS for root in protocol.ROOTS}
     )
 
     def outer(framework: ASGIApp) -> ASGIApp:
         inner = PredictFastPath(framework) if fast_path else framework
-        inner = RequireAPIKey(inner, keys=api_keys, admin_keys=admin_keys, shapes=shapes)
+        inner = RequireAPIKey(
+            inner,
+            keys=api_keys,
+            admin_keys=admin_keys,
+            shapes=shapes,
+            jwt_prefix=cds_hooks.PREFIX + "/" if cds_tokens else None,
+        )
+        inner = cds_hooks.with_cors(inner, settings.cds_cors_origins)
         return RequestContext(
             inner,
             metrics=metrics,
@@ -233,6 +241,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.api_keys = api_keys
+    app.state.cds_tokens = cds_tokens
     app.state.fhir_mapping = load_mapping(settings.fhir_mapping)  # a bad file: no start
     errors.install(app, shapes)
     app.openapi = _openapi_with_our_errors(app, shapes)  # type: ignore[method-assign]  # FastAPI documents replacing it
@@ -248,6 +257,7 @@ def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> F
         compat,
         admin,
         *PROTOCOLS,
+        cds_hooks,  # the /v1 error shape
     ):
         app.include_router(module.router)
     return app

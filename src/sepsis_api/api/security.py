@@ -26,9 +26,11 @@ def _presented_key(headers: dict[bytes, bytes]) -> bytes | None:
 
 # Open without a key: service information and health (/, /healthz, /readyz, /metrics, the
 # docs) and what the protocols' probes need open (V2: /v2, /v2/health/*; MLflow: /ping,
-# /health, /version; FHIR: its CapabilityStatement and OperationDefinition). Everything that
-# names a model or scores needs a key when keys are set.
-_PROTECTED_PREFIXES = ("/v1/", "/v2/models", "/fhir/")
+# /health, /version; FHIR: its CapabilityStatement and OperationDefinition; CDS Hooks
+# discovery /cds-services). Everything that names a model or scores needs a key when keys are
+# set; the CDS services take the EHR's JWT instead when issuers are configured
+# (``jwt_prefix``, checked by api/protocols/cds_hooks.py).
+_PROTECTED_PREFIXES = ("/v1/", "/v2/models", "/fhir/", "/cds-services/")
 _PROTECTED_PATHS = frozenset({"/predict", "/invocations"})
 _OPEN_PATHS = frozenset({"/fhir/metadata", "/fhir/OperationDefinition/RiskAssessment-predict"})
 
@@ -52,8 +54,10 @@ class RequireAPIKey:
         keys: dict[str, str],
         admin_keys: dict[str, str] | None = None,
         shapes: ErrorShapes | None = None,
+        jwt_prefix: str | None = None,
     ) -> None:
         self.app, self.shapes = app, shapes or ErrorShapes()
+        self.jwt_prefix = jwt_prefix  # paths whose routes verify a JWT instead of a key
         self.admin = [(k.encode(), key_id) for k, key_id in (admin_keys or {}).items()]
         # Ordinary routes need a key only when ordinary keys are configured; admin keys then
         # work there too.
@@ -62,7 +66,8 @@ class RequireAPIKey:
             self.keys += self.admin
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and is_protected(scope["path"]):
+        path = scope["path"] if scope["type"] == "http" else ""
+        if is_protected(path) and not (self.jwt_prefix and path.startswith(self.jwt_prefix)):
             state = scope.setdefault("state", {})
             admin = scope["path"].startswith(ADMIN_PREFIX)
             allowed = self.admin if admin else self.keys

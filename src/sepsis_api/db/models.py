@@ -22,7 +22,8 @@ class Prediction(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     request_id: Mapped[str] = mapped_column(String(64))
     caller: Mapped[str] = mapped_column(String(64))  # API key id, never the key
-    source: Mapped[str] = mapped_column(String(16))  # predict | batch | compat | v2 | mlflow | fhir
+    # predict | batch | compat | v2 | mlflow | fhir | cds-hooks
+    source: Mapped[str] = mapped_column(String(16))
     patient_id: Mapped[str | None] = mapped_column(String(128), index=True)
     # feature code -> value (null = not measured)
     inputs: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -66,3 +67,29 @@ class Outcome(Base):
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     recorded_by: Mapped[str] = mapped_column(String(64))  # API key id, never the key
+
+
+class CDSFeedback(Base):
+    """What a clinician did with a CDS Hooks card: accepted or overridden (with a reason).
+
+    A card's uuid is the id of the estimate it shows, so ``card`` points at the prediction.
+    The same outcome of the same card at the same time is one row: a CDS client's retry adds
+    nothing."""
+
+    __tablename__ = "cds_feedback"
+    __table_args__ = (
+        Index("ix_cds_feedback_card_outcome_at", "card", "outcome", "outcome_at", unique=True),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # UUIDv7: sorts by time
+    card: Mapped[str] = mapped_column(String(36), ForeignKey("predictions.id"))
+    service: Mapped[str] = mapped_column(String(64))  # the CDS service id
+    outcome: Mapped[str] = mapped_column(String(16))  # accepted | overridden
+    outcome_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # outcomeTimestamp
+    override_system: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    override_code: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    override_display: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    user_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    accepted_suggestions: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    recorded_by: Mapped[str] = mapped_column(String(64))  # the EHR's issuer or the key's id

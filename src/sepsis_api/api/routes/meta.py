@@ -64,6 +64,7 @@ async def root(request: Request) -> dict[str, Any]:
             "metrics": "/metrics",
             "open_inference_v2": "/v2",
             "mlflow_invocations": "/invocations",
+            "cds_hooks_discovery": "/cds-services",
             "fhir_r4": "/fhir",  # the FHIR base URL; its CapabilityStatement is /fhir/metadata
         },
     }

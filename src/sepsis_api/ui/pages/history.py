@@ -306,7 +306,11 @@ if items:
     if rows and rows[0] < len(items):
         selected = items[rows[0]]["prediction_id"]
 
-with st.expander("Find an estimate by its prediction ID", expanded=False):
+# A link to one estimate (a CDS Hooks card's: /history?prediction_id=...) opens its record.
+linked = st.query_params.get("prediction_id")
+if linked and ss.get("hist_linked") != linked:
+    ss["hist_lookup"], ss["hist_linked"] = linked, linked
+with st.expander("Find an estimate by its prediction ID", expanded=bool(linked)):
     wanted = st.text_input(
         "Prediction ID",
         key="hist_lookup",
