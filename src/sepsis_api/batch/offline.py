@@ -94,6 +94,7 @@ def score_file(
     (nothing written) for an unreadable file or, without ``skip_invalid``, for the first
     invalid row; ``OSError`` when the output cannot be written.
     """
+    _check_writable(output)
     rejected: list[RowError] = []
     side = rejected_path_for(output)
     seen_ids: set[str] = set()
@@ -178,6 +179,15 @@ def _staged(final: str | Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _check_writable(output: str | Path) -> None:
+    """An ``s3://`` output's bucket must exist: said before the input is read, not after."""
+    if is_url(output):
+        place = locate(output)
+        bucket = place.path.split("/", 1)[0]
+        if place.filesystem.get_file_info(bucket).type == pafs.FileType.NotFound:
+            raise FileNotFoundError(f"no bucket {bucket!r}")
 
 
 def _upload(local: Path, url: str) -> None:
