@@ -9,6 +9,7 @@ the same over a registry, for code that serves no version (the command line, bat
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -135,12 +136,39 @@ def served_model_of(version: ModelVersion, name: str) -> ServedModel:
     return served
 
 
-class Predictor:
-    """All models of one version, loaded and compiled once; safe to share between threads."""
+class _OnFirstUse(Mapping[str, ServedModel]):
+    """A version's models by name, each loaded and compiled when first looked up."""
 
     def __init__(self, version: ModelVersion) -> None:
+        self._version, self._loaded = version, dict[str, ServedModel]()
+
+    def __getitem__(self, name: str) -> ServedModel:
+        if name not in self._version.model_names:
+            raise KeyError(name)
+        if name not in self._loaded:
+            self._loaded[name] = served_model_of(self._version, name)
+        return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._version.model_names)
+
+    def __len__(self) -> int:
+        return len(self._version.model_names)
+
+
+class Predictor:
+    """All models of one version, loaded and compiled once; safe to share between threads.
+
+    ``lazy``: each model is compiled when first resolved (one thread only; the command line
+    and batch engines, which score with one model, skip compiling the others)."""
+
+    def __init__(self, version: ModelVersion, *, lazy: bool = False) -> None:
         self.version = version
-        self.models = {name: served_model_of(version, name) for name in version.model_names}
+        self.models: Mapping[str, ServedModel] = (
+            _OnFirstUse(version)
+            if lazy
+            else {name: served_model_of(version, name) for name in version.model_names}
+        )
 
     @property
     def default(self) -> ServedModel:
@@ -197,4 +225,4 @@ def open_model(
     version = (ref or "").partition("/")[0]
     if version not in registry.version_dirs():
         version = default_version or registry.default_version()
-    return resolve(ref, Predictor(registry.open(version)), allow_all=False)[0]
+    return resolve(ref, Predictor(registry.open(version), lazy=True), allow_all=False)[0]
