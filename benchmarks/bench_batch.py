@@ -7,6 +7,11 @@ asserts nothing.
 
     python benchmarks/bench_batch.py --data ../shared/data [--rows 1000000] [--model-call-only]
 
+The end-to-end section runs whole processes (start-up, model load, read, score, write), median
+of ``--repeats``, on one generated file: the naive script a data scientist would write
+(benchmarks/naive_predict.py: pandas.read_csv, the scikit-learn pipeline's predict_proba,
+to_csv), then ``sepsis-api predict`` CSV -> CSV and Parquet -> Parquet, with peak RSS per run.
+
 The model call section also prints each model's single-patient ``predict_proba`` time (best of
 several timeit runs, microseconds): one patient is the HTTP hot path.
 """
@@ -14,6 +19,8 @@ several timeit runs, microseconds): one patient is the HTTP hot path.
 from __future__ import annotations
 
 import argparse
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,6 +52,7 @@ def main() -> None:
     ap.add_argument(
         "--model-call-only", action="store_true", help="skip the end-to-end CLI section"
     )
+    ap.add_argument("--end-to-end-only", action="store_true", help="skip the model-call section")
     args = ap.parse_args()
 
     X768 = np.vstack(
@@ -61,7 +69,7 @@ def main() -> None:
         f"{'model':22} {'sepsis-api rows/s':>18} {'scikit-learn rows/s':>20} {'ratio':>7}"
         f" {'one row us':>11}"
     )
-    for name in called:
+    for name in [] if args.end_to_end_only else called:
         fast = version.load_compiled(name)
         fast.warm_up()
         ref = version.load_sklearn(name)
@@ -77,7 +85,10 @@ def main() -> None:
     if args.model_call_only:
         return
 
-    print("\n== `sepsis-api predict` end to end (read CSV, validate, score, write CSV) ==")
+    print(
+        "\n== whole process, median of 3: `sepsis-api predict` (Arrow data path) against a naive "
+        "pandas + scikit-learn script =="
+    )
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "patients.csv"
         ids = [f"P{i:07d}" for i in range(args.rows)]
@@ -85,24 +96,65 @@ def main() -> None:
         frame = frame.fillna(0)
         frame.insert(0, "ID", ids)
         frame.to_csv(src, index=False)
-        size_mb = src.stat().st_size / 1e6
-        print(f"input {size_mb:.0f} MB")
+        pq_src = Path(tmp) / "patients.parquet"
+        frame.to_parquet(pq_src, index=False)
+        del frame
+        print(
+            f"input {src.stat().st_size / 1e6:.0f} MB CSV, {pq_src.stat().st_size / 1e6:.0f} MB "
+            "Parquet"
+        )
+        print(f"{'run':46} {'median s':>9} {'rows/s':>11} {'peak RSS MiB':>13} {'vs naive':>9}")
+        naive_s = None
         for name in models:
-            out = Path(tmp) / f"out-{name}.csv"
-            cmd = [
-                sys.executable,
-                "-m",
-                "sepsis_api.cli",
-                "predict",
-                "--input",
-                str(src),
-                "--output",
-                str(out),
-                "--model",
-                name,
+            naive = [sys.executable, str(NAIVE), str(src), str(Path(tmp) / "naive.csv"), name]
+            runs = [
+                ("naive pandas + scikit-learn, CSV -> CSV", naive),
+                *[
+                    (f"sepsis-api predict, {kind}", _predict(path, Path(tmp) / f"out.{ext}", name))
+                    for kind, path, ext in (
+                        ("CSV -> CSV", src, "csv"),
+                        ("Parquet -> Parquet", pq_src, "parquet"),
+                    )
+                ],
             ]
-            t = best_of(lambda c=cmd: subprocess.run(c, check=True, capture_output=True), 1)
-            print(f"{name:22} {args.rows / t:12,.0f} rows/s  ({t:.1f} s incl. start-up)")
+            print(f"-- {name}")
+            for label, cmd in runs:
+                seconds, rss = median_run(cmd, args.repeats)
+                if label.startswith("naive"):
+                    naive_s = seconds
+                ratio = f"{naive_s / seconds:8.1f}x" if naive_s else ""
+                peak = f"{rss:13.0f}" if rss is not None else f"{'n/a':>13}"
+                print(f"{label:46} {seconds:9.2f} {args.rows / seconds:11,.0f} {peak} {ratio:>9}")
+
+
+NAIVE = Path(__file__).with_name("naive_predict.py")
+
+
+def _predict(src: Path, out: Path, model: str) -> list[str]:
+    return [
+        sys.executable, "-m", "sepsis_api.cli", "predict",
+        "--input", str(src), "--output", str(out), "--model", model,
+    ]  # fmt: skip
+
+
+def median_run(cmd: list[str], repeats: int) -> tuple[float, float | None]:
+    """Median wall time of ``repeats`` whole-process runs and the largest peak RSS (MiB) of
+    them. The peak comes from GNU time, whose own small child is the command: a child forked
+    from this (large) process would count this process's pages in its own peak."""
+    gnu_time = shutil.which("time", path="/usr/bin:/bin")
+    times, peaks = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "rss"
+        for _ in range(repeats):
+            wrapped = [gnu_time, "-f", "%M", "-o", str(report), *cmd] if gnu_time else cmd
+            t0 = time.perf_counter()
+            proc = subprocess.run(wrapped, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            times.append(time.perf_counter() - t0)
+            if proc.returncode != 0:
+                raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.decode()}")
+            if gnu_time:
+                peaks.append(int(report.read_text().split()[-1]) / 1024)  # KiB
+    return statistics.median(times), max(peaks) if peaks else None
 
 
 if __name__ == "__main__":

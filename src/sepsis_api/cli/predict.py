@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,8 +15,12 @@ CHUNK_ROWS = 100_000
 
 
 def predict(
-    input_path: Annotated[Path, typer.Option("--input", help="CSV or Parquet of patients.")],
-    output: Annotated[Path, typer.Option(help="Where to write scores (.csv or .parquet).")],
+    input_path: Annotated[
+        str, typer.Option("--input", help="CSV or Parquet of patients: a path or s3://BUCKET/KEY.")
+    ],
+    output: Annotated[
+        str, typer.Option(help="Where to write scores (.csv or .parquet): a path or s3:// URL.")
+    ],
     model: Annotated[
         str | None,
         typer.Option(help="Model name, version, or VERSION/NAME (default: the served default)."),
@@ -49,7 +52,7 @@ def predict(
     )
     try:
         with Progress(*columns, console=console, transient=True) as bar:
-            task = bar.add_task("score", total=None, file=input_path.name)
+            task = bar.add_task("score", total=None, file=input_path.rsplit("/", 1)[-1])
             result = score_file(
                 input_path,
                 output,

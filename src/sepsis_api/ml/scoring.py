@@ -9,6 +9,7 @@ the same over a registry, for code that serves no version (the command line, bat
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -17,13 +18,14 @@ import numpy.typing as npt
 
 from sepsis_api.ml.compiled import CompiledModel
 from sepsis_api.ml.store import ModelVersion, Registry
-from sepsis_api.schema import FEATURES, LABEL_NEGATIVE, LABEL_POSITIVE
+from sepsis_api.schema import FEATURES, LABELS  # LABELS[positive]: Negative, Positive
 
 _EPS = 1e-12
 
 
-_BANDS = np.array(["low", "moderate", "high"], dtype=object)  # Python strings: no conversion
-_LABELS = np.array([LABEL_NEGATIVE, LABEL_POSITIVE], dtype=object)
+BANDS = ("low", "moderate", "high")  # in the order of ``RiskBands.index``
+_BANDS = np.array(BANDS, dtype=object)  # Python strings: no conversion
+_LABELS = np.array(LABELS, dtype=object)
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,15 @@ class RiskBands:
     def _cuts(self) -> np.ndarray:
         return np.array([self.moderate_from, self.high_from])
 
+    def index(self, p: np.ndarray) -> np.ndarray:
+        """0 (low), 1 (moderate) or 2 (high) per probability: ``BANDS[index]`` is the band."""
+        index = np.empty(np.shape(p), dtype=np.intp)
+        index[...] = np.searchsorted(self._cuts, p, side="right")
+        return index
+
     def band(self, p: np.ndarray) -> np.ndarray:
-        return _BANDS[np.searchsorted(self._cuts, p, side="right")]
+        band: np.ndarray = _BANDS[self.index(p)]
+        return band
 
 
 @dataclass(frozen=True)
@@ -111,25 +120,55 @@ def _explain(served: ServedModel, x: np.ndarray) -> list[Contribution]:
     return sorted(out, key=lambda c: abs(c.log_odds), reverse=True)
 
 
-class Predictor:
-    """All models of one version, loaded and compiled once; safe to share between threads."""
+def served_model_of(version: ModelVersion, name: str) -> ServedModel:
+    """One model of an opened (hash-verified) version, its kernel compiled and warmed up."""
+    card = version.model_card(name)
+    bands = card["risk_bands"]
+    served = ServedModel(
+        name=name,
+        display_name=card["display_name"],
+        version=version.version,
+        threshold=float(card["threshold"]),
+        bands=RiskBands(float(bands["moderate_from"]), float(bands["high_from"])),
+        compiled=version.load_compiled(name),
+    )
+    served.compiled.warm_up()
+    return served
+
+
+class _OnFirstUse(Mapping[str, ServedModel]):
+    """A version's models by name, each loaded and compiled when first looked up."""
 
     def __init__(self, version: ModelVersion) -> None:
+        self._version, self._loaded = version, dict[str, ServedModel]()
+
+    def __getitem__(self, name: str) -> ServedModel:
+        if name not in self._version.model_names:
+            raise KeyError(name)
+        if name not in self._loaded:
+            self._loaded[name] = served_model_of(self._version, name)
+        return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._version.model_names)
+
+    def __len__(self) -> int:
+        return len(self._version.model_names)
+
+
+class Predictor:
+    """All models of one version, loaded and compiled once; safe to share between threads.
+
+    ``lazy``: each model is compiled when first resolved (one thread only; the command line
+    and batch engines, which score with one model, skip compiling the others)."""
+
+    def __init__(self, version: ModelVersion, *, lazy: bool = False) -> None:
         self.version = version
-        self.models: dict[str, ServedModel] = {}
-        for name in version.model_names:
-            card = version.model_card(name)
-            bands = card["risk_bands"]
-            self.models[name] = ServedModel(
-                name=name,
-                display_name=card["display_name"],
-                version=version.version,
-                threshold=float(card["threshold"]),
-                bands=RiskBands(float(bands["moderate_from"]), float(bands["high_from"])),
-                compiled=version.load_compiled(name),
-            )
-        for m in self.models.values():
-            m.compiled.warm_up()
+        self.models: Mapping[str, ServedModel] = (
+            _OnFirstUse(version)
+            if lazy
+            else {name: served_model_of(version, name) for name in version.model_names}
+        )
 
     @property
     def default(self) -> ServedModel:
@@ -186,4 +225,4 @@ def open_model(
     version = (ref or "").partition("/")[0]
     if version not in registry.version_dirs():
         version = default_version or registry.default_version()
-    return resolve(ref, Predictor(registry.open(version)), allow_all=False)[0]
+    return resolve(ref, Predictor(registry.open(version), lazy=True), allow_all=False)[0]
