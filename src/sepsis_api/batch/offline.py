@@ -26,10 +26,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sepsis_api.batch.frames import OUTPUT_COLUMNS
 from sepsis_api.ml.data import DEFAULT_CHUNK_ROWS, Batch, DataError, RowError, iter_batches
 from sepsis_api.ml.scoring import ServedModel, score
 
-OUTPUT_COLUMNS = ("ID", "probability", "label", "risk_band", "model", "model_version")
 # Fixed Parquet column types: a chunk whose rows were all set aside has no values to infer
 # them from, and every chunk of one file must have the same schema.
 _PARQUET_SCHEMA = pa.schema(

@@ -12,11 +12,12 @@ import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import numpy as np
 import pandas as pd
 
+from sepsis_api.ml.locations import Location, is_parquet, locate
 from sepsis_api.schema import (
     FEATURES,
     ID_COLUMN,
@@ -25,6 +26,9 @@ from sepsis_api.schema import (
     LABEL_POSITIVE,
     Feature,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 DEFAULT_CHUNK_ROWS = 100_000
 _LABEL_ALIASES = ("sepssis", "sepsis")
@@ -245,6 +249,144 @@ def validate_frame(
     )
 
 
+def validate_arrow(
+    batch: pa.RecordBatch | pa.Table,
+    *,
+    first_row: int = 1,
+    want_label: bool = False,
+    seen_ids: set[str] | None = None,
+) -> Batch:
+    """``validate_frame`` over an Arrow batch, without building a pandas table: the same
+    columns accepted, the same errors with the same row, column, value and reason. Text is
+    trimmed and parsed by Arrow (it accepts exactly the numbers pandas does; tests/ml/
+    test_validate_arrow.py); a column of another type than text or numbers (bool, decimal, ...)
+    sends the batch through ``validate_frame``, which reads it as it always did.
+    """
+    import pyarrow as pa
+
+    table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+    names = [str(c) for c in table.schema.names]
+    index = _wanted(names, want_label)
+    kinds = {key: _arrow_kind(table.schema.field(i).type) for key, i in index.items()}
+    text_only = [k for k in (ID_COLUMN, LABEL_COLUMN) if k in kinds]
+    if None in kinds.values() or any(kinds[k] != "text" for k in text_only):
+        return validate_frame(
+            table.to_pandas(), first_row=first_row, want_label=want_label, seen_ids=seen_ids
+        )
+    n = table.num_rows
+    rows = np.arange(first_row, first_row + n)
+    errors: dict[int, RowError] = {}
+    X = np.empty((n, len(FEATURES)), dtype=np.float64)
+    for j, f in enumerate(FEATURES):
+        X[:, j] = _validate_arrow_feature(f, table.column(index[f.code]), rows, errors)
+
+    ids: list[str | None] = [None] * n
+    if ID_COLUMN in index:
+        ids = [v or None for v in _arrow_text(table.column(index[ID_COLUMN])).to_pylist()]
+        given = [v for v in ids if v is not None]
+        seen = seen_ids if seen_ids is not None else set()
+        if len(set(given)) == len(given) and seen.isdisjoint(given):
+            seen.update(given)  # the usual case, without a Python loop
+        else:
+            for i, value in enumerate(ids):
+                if value is None:
+                    continue
+                if value in seen:
+                    errors.setdefault(i, RowError(int(rows[i]), ID_COLUMN, value, "duplicate ID"))
+                seen.add(value)
+
+    y = None
+    if want_label:
+        label = table.column(index[LABEL_COLUMN])
+        y = _arrow_labels(label, rows)
+        for i in map(int, np.flatnonzero(y < 0)):
+            raw = label[i].as_py()
+            errors.setdefault(
+                i,
+                RowError(
+                    int(rows[i]),
+                    names[index[LABEL_COLUMN]],
+                    "" if raw is None else str(raw),
+                    f"unknown label; expected {LABEL_POSITIVE} or {LABEL_NEGATIVE}",
+                ),
+            )
+    if not errors:
+        return Batch(X=X, ids=ids, rows=rows, y=None if y is None else y.astype(np.int64))
+    keep = np.ones(n, dtype=bool)
+    keep[list(errors)] = False
+    return Batch(
+        X=X[keep],
+        ids=[ids[i] for i in np.flatnonzero(keep)],
+        rows=rows[keep],
+        y=None if y is None else y[keep].astype(np.int64),
+        errors=[errors[i] for i in sorted(errors)],
+    )
+
+
+def _arrow_labels(col: pa.ChunkedArray[Any], rows: np.ndarray) -> np.ndarray:
+    """1 = Positive, 0 = Negative, -1 = anything else (any case, spaces trimmed)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pc.utf8_lower(_arrow_text(col))
+    y = np.full(len(rows), -1, dtype=np.int8)
+    for label, code in ((LABEL_POSITIVE, 1), (LABEL_NEGATIVE, 0)):
+        y[pc.equal(text, pa.scalar(label.lower())).to_numpy(zero_copy_only=False)] = code
+    return y
+
+
+def _arrow_kind(t: pa.DataType) -> str | None:
+    """ "number", "text", or None for a type read through pandas (bool, decimal, ...)."""
+    import pyarrow as pa
+
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        return "number"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "text"
+    return None
+
+
+def _arrow_text(col: pa.ChunkedArray[Any]) -> pa.ChunkedArray[Any]:
+    """Trimmed text, empty for a null (as ``_as_text``)."""
+    import pyarrow.compute as pc
+
+    # pyarrow-stubs type fill_null's value as Scalar[Never] for a ChunkedArray[Any]
+    return pc.utf8_trim_whitespace(col).fill_null("")  # type: ignore[arg-type]
+
+
+def _validate_arrow_feature(
+    f: Feature, col: pa.ChunkedArray[Any], rows: np.ndarray, errors: dict[int, RowError]
+) -> np.ndarray:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    nan = pa.scalar(np.nan, pa.float64())
+    if _arrow_kind(col.type) == "number":
+        values = np.asarray(pc.fill_null(col.cast(pa.float64()), nan), dtype=np.float64)
+        _check_values(f, values, np.isnan(values), rows, errors)
+        return values
+    text = _arrow_text(col)
+    is_empty = pc.equal(text, pa.scalar(""))
+    empty = is_empty.to_numpy(zero_copy_only=False)
+    try:  # an empty cell is missing (NaN); Arrow's cast does not take "" for a number
+        filled = pc.replace_substring_regex(text, pattern="^$", replacement="nan")
+        values = np.asarray(filled.cast(pa.float64()), dtype=np.float64)
+    except pa.ArrowInvalid:  # some value is not a number: parse this column as pandas does
+        values = pd.to_numeric(text.to_pandas(), errors="coerce").to_numpy(
+            dtype=np.float64, na_value=np.nan
+        )
+    _flag(
+        f,
+        rows,
+        errors,
+        np.isnan(values) & ~empty,
+        lambda i: str(text[i].as_py()),
+        f"not a number; {f.code} is {f.rule}",
+    )
+    _check_values(f, values, empty, rows, errors)
+    return values
+
+
 def _csv_frames(fh: TextIO, chunk_rows: int) -> Iterator[pd.DataFrame]:
     try:
         for frame in pd.read_csv(
@@ -264,12 +406,6 @@ def _csv_frames(fh: TextIO, chunk_rows: int) -> Iterator[pd.DataFrame]:
         raise DataError("file is empty (no header row)") from None
 
 
-def _csv_reader(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    # Universal newlines turn CR and CRLF into LF; utf-8-sig drops a BOM when there is one.
-    with open(path, encoding="utf-8-sig", newline=None) as fh:
-        yield from _csv_frames(fh, chunk_rows)
-
-
 def read_csv_bytes(data: bytes) -> pd.DataFrame:
     """A whole CSV held in memory (an upload), read exactly like a file; raises DataError."""
     stream = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline=None)
@@ -286,34 +422,164 @@ def read_csv_bytes(data: bytes) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
-def _parquet_reader(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+# Arrow's CSV blocks are sized in bytes; rows are regrouped into chunk_rows afterwards. About
+# 64 bytes a row (the shipped files have ~50) keeps a block near one chunk, within bounds.
+_BYTES_PER_ROW = 64
+_MIN_BLOCK, _MAX_BLOCK = 1 << 20, 64 << 20
+_HEADER_BYTES = 1 << 16  # read to find the header row; header rows are far shorter
+
+
+def read_tables(
+    location: str | Path, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, want_label: bool = False
+) -> Iterator[pa.Table]:
+    """Stream the columns that matter (features, ID, label) of a CSV or Parquet file, local or
+    at a URL (``ml.locations``), as Arrow tables of ``chunk_rows`` rows (the last one shorter),
+    under the file's own column names.
+
+    CSV is read by pyarrow's streaming reader with every column typed as text (so a bad value
+    is an error for its row, not for the file): UTF-8 with or without a BOM, CR, LF or CRLF,
+    quoted fields (also over several lines), blank lines skipped. Parquet columns keep their
+    types. A structural problem (no header, a row with more or fewer fields than the header,
+    bytes that are not UTF-8, a missing column) raises ``DataError`` naming the file and, for
+    a row, its 1-based data row number; rows before it are yielded first.
+    """
+    where = str(location)
+    try:
+        place = locate(location)
+        if is_parquet(location):
+            tables = _parquet_tables(place, chunk_rows, want_label)
+        else:
+            tables = _csv_tables(place, chunk_rows, want_label)
+        got_any = False
+        for table in _regroup(tables, chunk_rows):
+            got_any = True
+            yield table
+    except DataError as e:
+        raise DataError(f"{where}: {e}", columns=e.columns) from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:  # ArrowInvalid is a ValueError
+        raise DataError(f"{where}: cannot read as a table: {e}") from None
+    if not got_any:
+        raise DataError(f"{where}: file has a header but no data rows")
+
+
+def _wanted(names: list[str], want_label: bool) -> dict[str, int]:
+    """Schema key -> column index, for the columns the reader keeps."""
+    cols = _column_map(names, want_label=want_label)
+    return {key: names.index(col) for key, col in cols.items()}
+
+
+def _parquet_tables(place: Location, chunk_rows: int, want_label: bool) -> Iterator[pa.Table]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    yield from (b.to_pandas() for b in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows))
+    with place.filesystem.open_input_file(place.path) as fh:
+        parquet = pq.ParquetFile(fh)
+        names = list(parquet.schema_arrow.names)
+        columns = [names[i] for i in sorted(_wanted(names, want_label).values())]
+        for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns):
+            yield pa.Table.from_batches([batch])
+
+
+def _csv_header(place: Location) -> tuple[list[str], int]:
+    """The header row's names (as pandas read them: leading spaces dropped) and the number of
+    physical lines up to and including it (blank lines before it are skipped)."""
+    with place.filesystem.open_input_stream(place.path) as fh:
+        head = fh.read(_HEADER_BYTES)
+    text = head.decode("utf-8-sig", errors="replace")
+    rows = csv.reader(io.StringIO(text, newline=None), skipinitialspace=True)
+    for blank, row in enumerate(rows):
+        if row:
+            if len(head) < _HEADER_BYTES and not any(rows):  # the whole file: nothing after it
+                raise DataError("file has a header but no data rows")
+            return row, blank + 1
+    raise DataError("file is empty (no header row)")
+
+
+def _csv_tables(place: Location, chunk_rows: int, want_label: bool) -> Iterator[pa.Table]:
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    header, skip = _csv_header(place)
+    keep = _wanted([c.strip() for c in header], want_label)
+    internal = [f"c{i}" for i in range(len(header))]  # header names may repeat
+    chosen = sorted(keep.values())
+    bad_rows: list[tuple[int | None, int, int]] = []  # (data row, fields, expected)
+
+    def on_bad_row(row: pcsv.InvalidRow) -> Literal["skip"]:
+        number = None if row.number is None else row.number - skip
+        bad_rows.append((number, row.actual_columns, row.expected_columns))
+        return "skip"  # noted, raised below once the rows before it have been yielded
+
+    block = min(max(chunk_rows * _BYTES_PER_ROW, _MIN_BLOCK), _MAX_BLOCK)
+    reader = pcsv.open_csv(
+        place.filesystem.open_input_stream(place.path),  # type: ignore[arg-type]  # stubs: IO only
+        read_options=pcsv.ReadOptions(
+            column_names=internal, skip_rows=skip, block_size=block, use_threads=False
+        ),
+        parse_options=pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_bad_row),
+        convert_options=pcsv.ConvertOptions(
+            column_types={internal[i]: pa.string() for i in chosen},
+            include_columns=[internal[i] for i in chosen],
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    names = [header[i] for i in chosen]
+    first_row = 1
+    with reader:
+        for batch in reader:
+            table = pa.Table.from_batches([batch]).rename_columns(names)
+            if bad_rows:
+                number, fields, expected = bad_rows[0]
+                if number is not None and number > first_row:
+                    yield table.slice(0, number - first_row)  # the rows before it
+                raise DataError(_bad_row_message(number, fields, expected))
+            first_row += table.num_rows
+            yield table
+    if bad_rows:
+        raise DataError(_bad_row_message(*bad_rows[0]))
+
+
+def _bad_row_message(number: int | None, fields: int, expected: int) -> str:
+    row = "a row" if number is None else f"row {number}"
+    more = "more" if fields > expected else "fewer"
+    return f"{row} has {more} fields than the header row ({fields}, expected {expected})"
+
+
+def _regroup(tables: Iterator[pa.Table], rows: int) -> Iterator[pa.Table]:
+    """The same rows in tables of exactly ``rows`` rows (the last one shorter), without
+    copying: slices of the blocks read."""
+    import pyarrow as pa
+
+    pending: list[pa.Table] = []
+    count = 0
+    for table in tables:
+        pending.append(table)
+        count += table.num_rows
+        while count >= rows:
+            joined = pa.concat_tables(pending)
+            yield joined.slice(0, rows)
+            pending, count = [joined.slice(rows)], count - rows
+    if count:
+        yield pa.concat_tables(pending)
 
 
 def iter_batches(
-    path: str | Path, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, want_label: bool = False
+    location: str | Path, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, want_label: bool = False
 ) -> Iterator[Batch]:
-    """Stream a CSV or Parquet file as validated batches; structural problems raise DataError."""
-    path = Path(path)
-    reader = _parquet_reader if path.suffix.lower() in {".parquet", ".pq"} else _csv_reader
+    """Stream a CSV or Parquet file as validated batches (``read_tables`` then
+    ``validate_arrow``); structural problems raise DataError."""
     seen_ids: set[str] = set()
     first_row = 1
-    got_any = False
-    try:
-        for frame in reader(path, chunk_rows):
-            got_any = got_any or len(frame) > 0
-            yield validate_frame(
-                frame, first_row=first_row, want_label=want_label, seen_ids=seen_ids
+    for table in read_tables(location, chunk_rows=chunk_rows, want_label=want_label):
+        try:
+            batch = validate_arrow(
+                table, first_row=first_row, want_label=want_label, seen_ids=seen_ids
             )
-            first_row += len(frame)
-    except DataError as e:
-        raise DataError(f"{path}: {e}") from None
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, ValueError) as e:
-        raise DataError(f"{path}: cannot read as a table: {e}") from None
-    if not got_any:
-        raise DataError(f"{path}: file has a header but no data rows")
+        except DataError as e:
+            raise DataError(f"{location}: {e}", columns=e.columns) from None
+        yield batch
+        first_row += table.num_rows
 
 
 def load_table(path: str | Path, *, want_label: bool = False) -> Batch:

@@ -17,13 +17,14 @@ import numpy.typing as npt
 
 from sepsis_api.ml.compiled import CompiledModel
 from sepsis_api.ml.store import ModelVersion, Registry
-from sepsis_api.schema import FEATURES, LABEL_NEGATIVE, LABEL_POSITIVE
+from sepsis_api.schema import FEATURES, LABELS  # LABELS[positive]: Negative, Positive
 
 _EPS = 1e-12
 
 
-_BANDS = np.array(["low", "moderate", "high"], dtype=object)  # Python strings: no conversion
-_LABELS = np.array([LABEL_NEGATIVE, LABEL_POSITIVE], dtype=object)
+BANDS = ("low", "moderate", "high")  # in the order of ``RiskBands.index``
+_BANDS = np.array(BANDS, dtype=object)  # Python strings: no conversion
+_LABELS = np.array(LABELS, dtype=object)
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,15 @@ class RiskBands:
     def _cuts(self) -> np.ndarray:
         return np.array([self.moderate_from, self.high_from])
 
+    def index(self, p: np.ndarray) -> np.ndarray:
+        """0 (low), 1 (moderate) or 2 (high) per probability: ``BANDS[index]`` is the band."""
+        index = np.empty(np.shape(p), dtype=np.intp)
+        index[...] = np.searchsorted(self._cuts, p, side="right")
+        return index
+
     def band(self, p: np.ndarray) -> np.ndarray:
-        return _BANDS[np.searchsorted(self._cuts, p, side="right")]
+        band: np.ndarray = _BANDS[self.index(p)]
+        return band
 
 
 @dataclass(frozen=True)
@@ -111,25 +119,28 @@ def _explain(served: ServedModel, x: np.ndarray) -> list[Contribution]:
     return sorted(out, key=lambda c: abs(c.log_odds), reverse=True)
 
 
+def served_model_of(version: ModelVersion, name: str) -> ServedModel:
+    """One model of an opened (hash-verified) version, its kernel compiled and warmed up."""
+    card = version.model_card(name)
+    bands = card["risk_bands"]
+    served = ServedModel(
+        name=name,
+        display_name=card["display_name"],
+        version=version.version,
+        threshold=float(card["threshold"]),
+        bands=RiskBands(float(bands["moderate_from"]), float(bands["high_from"])),
+        compiled=version.load_compiled(name),
+    )
+    served.compiled.warm_up()
+    return served
+
+
 class Predictor:
     """All models of one version, loaded and compiled once; safe to share between threads."""
 
     def __init__(self, version: ModelVersion) -> None:
         self.version = version
-        self.models: dict[str, ServedModel] = {}
-        for name in version.model_names:
-            card = version.model_card(name)
-            bands = card["risk_bands"]
-            self.models[name] = ServedModel(
-                name=name,
-                display_name=card["display_name"],
-                version=version.version,
-                threshold=float(card["threshold"]),
-                bands=RiskBands(float(bands["moderate_from"]), float(bands["high_from"])),
-                compiled=version.load_compiled(name),
-            )
-        for m in self.models.values():
-            m.compiled.warm_up()
+        self.models = {name: served_model_of(version, name) for name in version.model_names}
 
     @property
     def default(self) -> ServedModel:
