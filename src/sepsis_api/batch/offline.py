@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,17 +74,34 @@ def score_file(
     scored so far. Raises ``DataError`` (nothing written) for an unreadable file or, without
     ``skip_invalid``, for the first invalid row.
     """
+    batches = iter_batches(input_path, chunk_rows=chunk_rows)
+    scored = ((_scored_frame(served, b), b.errors) for b in batches)
+    return write_scores(scored, input_path, output, skip_invalid=skip_invalid, progress=progress)
+
+
+def write_scores(
+    chunks: Iterable[tuple[pd.DataFrame | pa.RecordBatch, list[RowError]]],
+    input_path: Path | str,
+    output: Path,
+    *,
+    skip_invalid: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> OfflineResult:
+    """Write scored chunks (``OUTPUT_COLUMNS``, each with the rows it set aside) to ``output``
+    as ``score_file`` does, for this engine and the distributed ones (``batch.assemble``)."""
     rejected: list[RowError] = []
     side = rejected_path_for(output)
     scored = 0
     with _atomic_path(output) as tmp:
         with _TableWriter(tmp, parquet=is_parquet(output)) as writer:
-            for batch in iter_batches(input_path, chunk_rows=chunk_rows):
-                if batch.errors and not skip_invalid:
-                    raise DataError(f"{input_path}: {batch.errors[0]}")
-                rejected.extend(batch.errors)
-                writer.write(_scored_frame(served, batch))
-                scored += len(batch)
+            for frame, errors in chunks:
+                if errors and not skip_invalid:
+                    raise DataError(f"{input_path}: {errors[0]}")
+                rejected.extend(errors)
+                if isinstance(frame, pa.RecordBatch):
+                    frame = frame.to_pandas()
+                writer.write(frame)
+                scored += len(frame)
                 if progress is not None:
                     progress(scored)
         if rejected:  # written before the output is replaced: both files or neither
