@@ -14,6 +14,7 @@ package imports this module.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,6 +56,7 @@ def client_for(scheduler: str) -> Iterator[Client]:
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
+            silence_logs=logging.ERROR,  # not the workers' start and stop chatter
         ) as cluster,
         Client(cluster, timeout=30) as client,
     ):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -59,6 +60,11 @@ def local_session(master: str = "local[2]", *, app_name: str = "sepsis-api") -> 
         )
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
+    # PySpark warns about pandas 3 wherever it checks pandas, mapInArrow included; these tasks
+    # exchange Arrow batches only and never go through PySpark's pandas conversion.
+    warnings.filterwarnings(
+        "ignore", message="PySpark does not yet fully support pandas", category=FutureWarning
+    )
     return session
 
 
