@@ -16,6 +16,8 @@ from sepsis_api.api.app import create_app
 from sepsis_api.config import Settings
 from sepsis_api.ml.store import PACKAGED_ROOT, ModelVersion, Registry
 
+pytest_plugins = ["s3"]  # the `s3` fixture: an S3-compatible server on loopback (tests/s3.py)
+
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO.parent / "shared" / "data"
 TRAIN_CSV = DATA_DIR / "Paitients_Files_Train.csv"

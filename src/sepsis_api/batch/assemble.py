@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,17 +20,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sepsis_api.batch.frames import OUTPUT_SCHEMA
+from sepsis_api.batch.frames import OUTPUT_SCHEMA, BatchResult
 from sepsis_api.batch.offline import OfflineResult, write_scores
 from sepsis_api.batch.partitions import SCORE_FIELDS
 from sepsis_api.ml.data import RowError
+from sepsis_api.ml.locations import is_url
 from sepsis_api.schema import ID_COLUMN
 
 
 def assemble(
     parts: Iterable[pa.RecordBatch],
-    input_path: Path | str,
-    output: Path,
+    input_path: str | Path,
+    output: str | Path,
     *,
     skip_invalid: bool = False,
     progress: Callable[[int], None] | None = None,
@@ -46,7 +47,7 @@ def assemble(
     )
 
 
-def numbered(parts: Iterable[pa.RecordBatch]) -> Iterator[tuple[pa.RecordBatch, list[RowError]]]:
+def numbered(parts: Iterable[pa.RecordBatch]) -> Generator[BatchResult, None, None]:
     """Each part's scored rows (``OUTPUT_SCHEMA``) and invalid rows, with file row numbers."""
     seen: set[str] = set()
     rows_before = 0
@@ -72,7 +73,7 @@ def numbered(parts: Iterable[pa.RecordBatch]) -> Iterator[tuple[pa.RecordBatch, 
             [pa.array(ids, pa.string()), *(part.column(f.name) for f in SCORE_FIELDS)],
             schema=OUTPUT_SCHEMA,
         )
-        yield scored.filter(pa.array(keep)), [errors[i] for i in sorted(errors)]
+        yield BatchResult(scored.filter(pa.array(keep)), [errors[i] for i in sorted(errors)])
         rows_before += part.num_rows
 
 
@@ -94,10 +95,15 @@ def _duplicates(
 
 
 @contextmanager
-def parts_dir(output: Path) -> Iterator[Path]:
-    """A temporary directory beside ``output`` for the tasks' parts, removed afterwards."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    parts = Path(tempfile.mkdtemp(prefix=f".{output.name}.parts-", dir=output.parent))
+def parts_dir(output: str | Path) -> Iterator[Path]:
+    """A temporary directory for the tasks' parts, removed afterwards: beside ``output``, or in
+    the temporary directory for an ``s3://`` output (which the driver uploads when complete)."""
+    if is_url(output):
+        parent, name = Path(tempfile.gettempdir()), str(output).rsplit("/", 1)[-1]
+    else:
+        parent, name = Path(output).parent, Path(output).name
+        parent.mkdir(parents=True, exist_ok=True)
+    parts = Path(tempfile.mkdtemp(prefix=f".{name}.parts-", dir=parent))
     try:
         yield parts
     finally:

@@ -26,9 +26,18 @@ import pyarrow as pa
 from sepsis_api.batch.assemble import assemble, parts_dir, read_parts
 from sepsis_api.batch.bundle import ModelBundle, bundle_for
 from sepsis_api.batch.frames import score_pandas
-from sepsis_api.batch.offline import OfflineResult, is_parquet
-from sepsis_api.batch.partitions import ROW_RESULT_SCHEMA, SCORE_FIELDS, load, row_results
+from sepsis_api.batch.offline import OfflineResult, check_writable
+from sepsis_api.batch.partitions import (
+    ROW_RESULT_SCHEMA,
+    SCORE_FIELDS,
+    load,
+    object_store_env,
+    read_part,
+    row_results,
+    url_parts,
+)
 from sepsis_api.ml.data import DataError
+from sepsis_api.ml.locations import is_parquet, is_url
 from sepsis_api.ml.store import Registry
 
 if TYPE_CHECKING:
@@ -114,12 +123,20 @@ def _empty(t: pa.DataType) -> pd.Series:
     return pd.Series([], dtype="float64" if t == pa.float64() else "string")
 
 
-def read_file(path: Path | str, *, blocksize: str | int = BLOCKSIZE) -> dd.DataFrame:
+def _url_partition(
+    part: int, location: str, bundle: ModelBundle, env: dict[str, str]
+) -> pd.DataFrame:
+    served = load(bundle)
+    results = [row_results(batch, served) for batch in read_part(location, part, env)]
+    return pa.Table.from_batches(results, schema=ROW_RESULT_SCHEMA).to_pandas()
+
+
+def read_file(path: str | Path, *, blocksize: str | int = BLOCKSIZE) -> dd.DataFrame:
     """A CSV (every column as text: the batch function validates and parses) or Parquet file as
     a Dask DataFrame of partitions of about ``blocksize`` bytes, in file order."""
     import dask.dataframe as dd
 
-    if is_parquet(Path(path)):
+    if is_parquet(path):
         return dd.read_parquet(str(path), split_row_groups="adaptive", blocksize=blocksize)
     return dd.read_csv(
         str(path),
@@ -132,8 +149,8 @@ def read_file(path: Path | str, *, blocksize: str | int = BLOCKSIZE) -> dd.DataF
 
 
 def score_file(
-    input_path: Path,
-    output: Path,
+    input_path: str | Path,
+    output: str | Path,
     bundle: ModelBundle,
     *,
     scheduler: str = "local",
@@ -145,15 +162,30 @@ def score_file(
     input order, written whole or not at all; errors and ``OUTPUT.rejected.csv`` naming file
     rows) with Dask reading and scoring the file. The workers write their results as Parquet
     parts to a temporary directory beside the output (reachable by every worker: local, or a
-    shared file system), which the driver joins in order."""
+    shared file system), which the driver joins in order.
+
+    An ``s3://`` input is read by the tasks through pyarrow's S3 filesystem, one task per
+    Parquet row group or one for a whole CSV (``dd.from_map``); an ``s3://`` output is uploaded
+    by the driver once complete."""
+    import dask.dataframe as dd
+
+    check_writable(output)
     from dask.delayed import delayed
 
     with parts_dir(output) as parts:
         with client_for(scheduler):
-            ddf = read_file(input_path, blocksize=blocksize)
             meta = ROW_RESULT_SCHEMA.empty_table().to_pandas()
-            shipped = delayed(bundle, pure=True)
-            results = ddf.map_partitions(_row_results_partition, shipped, meta=meta)
+            if is_url(input_path):
+                location = str(input_path)
+                results = dd.from_map(
+                    _url_partition, url_parts(location), location=location, bundle=bundle,
+                    env=object_store_env(),
+                    meta=meta, enforce_metadata=False,
+                )  # fmt: skip
+            else:
+                ddf = read_file(input_path, blocksize=blocksize)
+                shipped = delayed(bundle, pure=True)
+                results = ddf.map_partitions(_row_results_partition, shipped, meta=meta)
             results.to_parquet(
                 str(parts),
                 write_index=False,

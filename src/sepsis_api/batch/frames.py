@@ -113,7 +113,7 @@ def scored_batch(served: ServedModel, valid: Batch) -> pa.RecordBatch:
     scores = score(served, valid.X)
     n = len(valid)
     ids = valid.ids
-    if any(i is None for i in ids):
+    if None in ids:
         rows = valid.rows.tolist()
         ids = [i if i is not None else str(r) for i, r in zip(ids, rows, strict=True)]
     return pa.RecordBatch.from_arrays(

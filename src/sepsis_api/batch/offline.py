@@ -1,66 +1,86 @@
-"""Score a file of patients offline: CSV or Parquet in, CSV or Parquet out.
+"""Score a file of patients offline (the local engine): CSV or Parquet in, CSV or Parquet out,
+local paths or ``s3://`` URLs.
 
-``score_file`` is the engine behind ``sepsis-api predict``. The input is read and validated a
-chunk at a time (``ml.data.iter_batches``); each chunk is scored with THE scoring function
-(``ml.scoring.score``) and appended to a temporary file beside the output, which replaces the
-output only when every chunk has been written: the output is written whole or not at all, and
-an existing output file is left as it was when scoring fails.
+``score_file`` is the engine behind ``sepsis-api predict``. The input is streamed by pyarrow
+(``ml.data.read_tables``: CSV with the streaming reader, every column typed as text; Parquet
+batch by batch) in chunks of ``chunk_rows`` rows; each chunk is validated and scored by THE
+batch function (``batch.frames.score_rows``, over ``ml.scoring.score``) and written by pyarrow's
+CSV or Parquet writer. Three threads overlap: the next chunk is read while one is scored and the
+previous one written (pyarrow and the compiled kernels release the GIL; the kernels use both
+cores for a chunk). Memory is bounded by a few chunks, not by the file: what grows with the
+file is the set of IDs seen (an ID may not repeat) and the list of rows set aside.
+
+The output is written whole or not at all: to a temporary file beside it that replaces it only
+when every chunk has been written; for an ``s3://`` output, to a local temporary file that is
+uploaded once complete (an S3 object appears only when its upload completes, so a run that
+fails leaves no object and an existing one as it was).
 
 An invalid row stops the run with a ``DataError`` naming file, row, column and value, unless
 ``skip_invalid``: then invalid rows go to ``OUTPUT.rejected.csv`` (row, column, value, reason)
 and the rest are scored; a side file left by an earlier run is removed when none is rejected.
+
+CSV output has the probability with six decimals (1e-6 is far below any difference the
+calibration can tell; Parquet keeps the float64); text columns are quoted (pyarrow's writer
+quotes every string, which also keeps an ID with a comma or a quote intact).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TypeVar
 
-import numpy as np
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from sepsis_api.batch.frames import OUTPUT_COLUMNS
-from sepsis_api.ml.data import DEFAULT_CHUNK_ROWS, Batch, DataError, RowError, iter_batches
-from sepsis_api.ml.scoring import ServedModel, score
+from sepsis_api.batch.frames import OUTPUT_SCHEMA, BatchResult, rejected_batch, score_rows
+from sepsis_api.ml.data import DEFAULT_CHUNK_ROWS, DataError, RowError, read_tables
+from sepsis_api.ml.locations import is_parquet, is_url, locate
+from sepsis_api.ml.scoring import ServedModel
 
-# Fixed Parquet column types: a chunk whose rows were all set aside has no values to infer
-# them from, and every chunk of one file must have the same schema.
-_PARQUET_SCHEMA = pa.schema(
-    [(c, pa.float64() if c == "probability" else pa.large_string()) for c in OUTPUT_COLUMNS]
+# Six decimals, written as a decimal so that every one is written ("0.500000", not "0.5").
+_CSV_PROBABILITY = pa.decimal128(7, 6)
+_CSV_SCHEMA = OUTPUT_SCHEMA.set(
+    OUTPUT_SCHEMA.get_field_index("probability"), pa.field("probability", _CSV_PROBABILITY)
 )
-_REJECTED_COLUMNS = ("row", "column", "value", "reason")
-PARQUET_SUFFIXES = {".parquet", ".pq"}
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class OfflineResult:
     """What ``score_file`` did: rows written to ``output`` and rows set aside."""
 
-    output: Path
+    output: str | Path
     scored: int
     rejected: list[RowError]
-    rejected_path: Path | None  # the side file, when rows were set aside
+    rejected_path: str | Path | None  # the side file, when rows were set aside
 
 
-def rejected_path_for(output: Path) -> Path:
-    """Where ``skip_invalid`` puts the rows it sets aside: OUTPUT.rejected.csv."""
+def rejected_path_for(output: str | Path) -> str | Path:
+    """Where ``skip_invalid`` puts the rows it sets aside: OUTPUT.rejected.csv (beside it, in
+    the same bucket for a URL)."""
+    if is_url(output):
+        text = str(output)
+        head, _, name = text.rpartition("/")
+        stem = name.rsplit(".", 1)[0] if "." in name else name
+        return f"{head}/{stem}.rejected.csv"
+    output = Path(output)
     return output.with_name(output.stem + ".rejected.csv")
 
 
-def is_parquet(path: Path) -> bool:
-    return path.suffix.lower() in PARQUET_SUFFIXES
-
-
 def score_file(
-    input_path: Path,
-    output: Path,
+    input_path: str | Path,
+    output: str | Path,
     served: ServedModel,
     *,
     skip_invalid: bool = False,
@@ -69,116 +89,172 @@ def score_file(
 ) -> OfflineResult:
     """Score every valid row of ``input_path`` with ``served`` into ``output``, in input order.
 
-    Output columns are ``OUTPUT_COLUMNS`` (the ID is the row number when the file has none);
-    CSV probabilities have six decimals. ``progress`` is called after each chunk with the rows
-    scored so far. Raises ``DataError`` (nothing written) for an unreadable file or, without
-    ``skip_invalid``, for the first invalid row.
+    Output columns are ``OUTPUT_SCHEMA``'s (the ID is the row number when the file has none).
+    ``progress`` is called after each chunk with the rows scored so far. Raises ``DataError``
+    (nothing written) for an unreadable file or, without ``skip_invalid``, for the first
+    invalid row; ``OSError`` when the output cannot be written.
     """
-    batches = iter_batches(input_path, chunk_rows=chunk_rows)
-    scored = ((_scored_frame(served, b), b.errors) for b in batches)
-    return write_scores(scored, input_path, output, skip_invalid=skip_invalid, progress=progress)
+    check_writable(output)
+    seen_ids: set[str] = set()
+
+    def results() -> Generator[BatchResult, None, None]:
+        first_row = 1
+        with closing(_prefetched(read_tables(input_path, chunk_rows=chunk_rows))) as tables:
+            for table in tables:
+                yield score_rows(table, served, first_row=first_row, seen_ids=seen_ids)
+                first_row += table.num_rows
+
+    return write_scores(results(), input_path, output, skip_invalid=skip_invalid, progress=progress)
 
 
 def write_scores(
-    chunks: Iterable[tuple[pd.DataFrame | pa.RecordBatch, list[RowError]]],
-    input_path: Path | str,
-    output: Path,
+    results: Generator[BatchResult, None, None],
+    input_path: str | Path,
+    output: str | Path,
     *,
     skip_invalid: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> OfflineResult:
-    """Write scored chunks (``OUTPUT_COLUMNS``, each with the rows it set aside) to ``output``
-    as ``score_file`` does, for this engine and the distributed ones (``batch.assemble``)."""
+    """Write scored chunks (``OUTPUT_SCHEMA``, each with the rows it set aside, in file order)
+    to ``output`` as ``score_file`` does: this engine's chunks and the Spark and Dask engines'
+    partitions (``batch.assemble``) alike. ``results`` is closed when writing stops."""
     rejected: list[RowError] = []
     side = rejected_path_for(output)
     scored = 0
-    with _atomic_path(output) as tmp:
-        with _TableWriter(tmp, parquet=is_parquet(output)) as writer:
-            for frame, errors in chunks:
-                if errors and not skip_invalid:
-                    raise DataError(f"{input_path}: {errors[0]}")
-                rejected.extend(errors)
-                if isinstance(frame, pa.RecordBatch):
-                    frame = frame.to_pandas()
-                writer.write(frame)
-                scored += len(frame)
-                if progress is not None:
-                    progress(scored)
-        if rejected:  # written before the output is replaced: both files or neither
-            with _atomic_path(side) as side_tmp:
-                pd.DataFrame(
-                    [(r.row, r.column, r.value, r.reason) for r in rejected],
-                    columns=list(_REJECTED_COLUMNS),
-                ).to_csv(side_tmp, index=False)
-    if not rejected and skip_invalid and side.exists():
-        side.unlink()  # from an earlier run; this one set nothing aside
+    with ExitStack() as stack:
+        # Left in reverse order: the writer thread stops before the writer closes, and the
+        # temporary files are published (or removed) last.
+        out_tmp = stack.enter_context(_staged(output))
+        side_tmp = stack.enter_context(_staged(side))
+        writer = stack.enter_context(_Writer(out_tmp, parquet=is_parquet(output)))
+        writes = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="write"))
+        chunks = stack.enter_context(closing(results))
+        side_writer: _Writer | None = None
+        written: Future[None] | None = None
+        for result in chunks:
+            if result.rejected:
+                if not skip_invalid:
+                    raise DataError(f"{input_path}: {result.rejected[0]}")
+                if side_writer is None:
+                    side_writer = stack.enter_context(_Writer(side_tmp, parquet=False))
+                side_writer.write(rejected_batch(result.rejected))
+                rejected.extend(result.rejected)
+            if written is not None:
+                written.result()  # one chunk in flight: chunks are written in order
+            written = writes.submit(writer.write, result.scores)
+            scored += result.scores.num_rows
+            if progress is not None:
+                progress(scored)
+        if written is not None:
+            written.result()
+        writer.close()
+        if side_writer is None:
+            side_tmp.unlink()  # nothing set aside: no side file is published
+        else:
+            side_writer.close()
+    if not rejected and skip_invalid:
+        _remove(side)  # from an earlier run; this one set nothing aside
     return OfflineResult(output, scored, rejected, side if rejected else None)
 
 
-def _scored_frame(served: ServedModel, batch: Batch) -> pd.DataFrame:
-    scores = score(served, batch.X)
-    ids = [
-        i if i is not None else str(r) for i, r in zip(batch.ids, batch.rows.tolist(), strict=True)
-    ]
-    n = len(batch)
-    return pd.DataFrame(
-        {
-            "ID": pd.Series(ids, dtype="str"),
-            "probability": scores.probability,
-            "label": scores.label,
-            "risk_band": scores.band,
-            "model": np.full(n, served.name),
-            "model_version": np.full(n, served.version),
-        },
-        columns=list(OUTPUT_COLUMNS),
-    )
+def _prefetched(items: Iterator[T]) -> Generator[T, None, None]:
+    """``items``, each one produced in a worker thread while the caller works on the last."""
+    done = object()
+    with ThreadPoolExecutor(1, thread_name_prefix="read") as pool:
+        try:
+            ahead = pool.submit(next, items, done)
+            while (item := ahead.result()) is not done:
+                ahead = pool.submit(next, items, done)
+                yield item  # type: ignore[misc]  # not the sentinel
+        finally:
+            if not ahead.cancel():
+                ahead.exception()  # wait for a read in flight before closing the reader
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
 
 
 @contextmanager
-def _atomic_path(final: Path) -> Iterator[Path]:
-    """A temporary path beside ``final`` that replaces it only if the block succeeds."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+def _staged(final: str | Path) -> Iterator[Path]:
+    """A local temporary path that becomes ``final`` only if the block succeeds, and only if
+    the path still exists then (a caller may unlink it to publish nothing). A local ``final``
+    is replaced by a rename in its own directory; a URL gets the finished file in one upload."""
+    if is_url(final):
+        parent = Path(tempfile.gettempdir())
+        name = str(final).rsplit("/", 1)[-1]
+    else:
+        parent, name = Path(final).parent, Path(final).name
+        parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=parent)
     os.close(fd)
     try:
         yield Path(tmp)
-        os.replace(tmp, final)
+        if os.path.exists(tmp):
+            if is_url(final):
+                _upload(Path(tmp), str(final))
+            else:
+                os.replace(tmp, final)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
-class _TableWriter:
-    """Appends DataFrames to one CSV or Parquet file, chunk by chunk."""
+def check_writable(output: str | Path) -> None:
+    """An ``s3://`` output's bucket must exist: said before the input is read, not after."""
+    if is_url(output):
+        place = locate(output)
+        bucket = place.path.split("/", 1)[0]
+        if place.filesystem.get_file_info(bucket).type == pafs.FileType.NotFound:
+            raise FileNotFoundError(f"no bucket {bucket!r}")
+
+
+def _upload(local: Path, url: str) -> None:
+    place = locate(url)
+    with open(local, "rb") as src, place.filesystem.open_output_stream(place.path) as dst:
+        shutil.copyfileobj(src, dst, 8 << 20)
+
+
+def _remove(location: str | Path) -> None:
+    if is_url(location):
+        place = locate(location)
+        if place.filesystem.get_file_info(place.path).type != pafs.FileType.NotFound:
+            place.filesystem.delete_file(place.path)
+    elif os.path.exists(location):
+        os.unlink(location)
+
+
+class _Writer:
+    """Appends score (or rejected-row) batches to one CSV or Parquet file."""
 
     def __init__(self, path: Path, *, parquet: bool) -> None:
-        self._parquet: pq.ParquetWriter | None = None
-        self._csv: TextIO | None = None
-        if parquet:
-            self._parquet = pq.ParquetWriter(path, _PARQUET_SCHEMA)
-        else:
-            self._csv = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115
-        self._header = True
+        self._writer: Any = None
+        self._path, self._parquet = path, parquet
 
-    def write(self, frame: pd.DataFrame) -> None:
-        if self._parquet is not None:
-            table = pa.Table.from_pandas(frame, schema=_PARQUET_SCHEMA, preserve_index=False)
-            self._parquet.write_table(table)
-        elif self._csv is not None:
-            frame.to_csv(
-                self._csv,
-                header=self._header,
-                index=False,
-                float_format="%.6f",
-                lineterminator="\n",
-            )
-        self._header = False
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.schema == OUTPUT_SCHEMA and not self._parquet:
+            batch = _for_csv(batch)
+        if self._writer is None:  # opened with the first batch's schema
+            if self._parquet:
+                self._writer = pq.ParquetWriter(self._path, batch.schema)
+            else:
+                self._writer = pcsv.CSVWriter(self._path, batch.schema)
+        self._writer.write(batch)
 
-    def __enter__(self) -> _TableWriter:
+    def close(self) -> None:
+        if self._writer is None:  # no row at all: the header alone
+            self.write(pa.RecordBatch.from_pylist([], schema=OUTPUT_SCHEMA))
+        self._writer.close()
+        self._writer = None
+
+    def __enter__(self) -> _Writer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._parquet is not None:
-            self._parquet.close()
-        if self._csv is not None:
-            self._csv.close()
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _for_csv(batch: pa.RecordBatch) -> pa.RecordBatch:
+    i = batch.schema.get_field_index("probability")
+    six = pc.cast(batch.column(i), _CSV_PROBABILITY, safe=False)  # rounded to 6 decimals
+    return batch.set_column(i, "probability", six)

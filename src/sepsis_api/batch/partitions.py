@@ -18,15 +18,19 @@ per worker process by ``frames.served_model``.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from sepsis_api.batch.bundle import ModelBundle
 from sepsis_api.batch.frames import OUTPUT_SCHEMA, score_batch, scored_batch, served_model
-from sepsis_api.ml.data import DataError, validate_arrow
+from sepsis_api.ml.data import DataError, read_tables, validate_arrow
+from sepsis_api.ml.locations import is_parquet, locate
 from sepsis_api.ml.scoring import ServedModel
 from sepsis_api.schema import ID_COLUMN
 
@@ -120,6 +124,36 @@ def _given_ids(batch: pa.RecordBatch) -> pa.Array[Any]:
     empty = pc.equal(text, pa.scalar("", pa.string()))
     ids: pa.Array[Any] = pc.if_else(empty, pa.scalar(None, pa.string()), text)
     return ids
+
+
+def url_parts(location: str) -> list[int]:
+    """How an input at a URL is shared among tasks that read it themselves: a Parquet file by
+    row group, a CSV file as one part (a CSV cannot be split without reading it); -1 = whole."""
+    if not is_parquet(location):
+        return [-1]
+    place = locate(location)
+    return list(range(pq.ParquetFile(place.path, filesystem=place.filesystem).num_row_groups))
+
+
+def object_store_env() -> dict[str, str]:
+    """The driver's AWS_* variables (credentials, region, endpoint), for tasks whose workers
+    were started without them; a worker's own settings win (``read_part``)."""
+    return {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+
+
+def read_part(location: str, part: int, env: dict[str, str]) -> Iterator[pa.RecordBatch]:
+    """One part of ``url_parts(location)``, read in the task through pyarrow's filesystem
+    (for S3: credentials and endpoint from the worker's AWS_* environment, else from ``env``),
+    with the local engine's reader for a whole file."""
+    for key, value in env.items():
+        os.environ.setdefault(key, value)
+    if part < 0:
+        for table in read_tables(location):
+            yield from table.to_batches()
+        return
+    place = locate(location)
+    table = pq.ParquetFile(place.path, filesystem=place.filesystem).read_row_group(part)
+    yield from table.to_batches()
 
 
 def _id_index(schema: pa.Schema) -> int | None:

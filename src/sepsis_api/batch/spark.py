@@ -26,14 +26,18 @@ import pyarrow as pa
 
 from sepsis_api.batch.assemble import assemble, parts_dir, read_parts
 from sepsis_api.batch.bundle import ModelBundle, bundle_for
-from sepsis_api.batch.offline import OfflineResult, is_parquet
+from sepsis_api.batch.offline import OfflineResult, check_writable
 from sepsis_api.batch.partitions import (
     ROW_RESULT_SCHEMA,
     SCORE_FIELDS,
     load,
+    object_store_env,
+    read_part,
     row_results,
+    url_parts,
     with_scores,
 )
+from sepsis_api.ml.locations import is_parquet, is_url
 from sepsis_api.ml.store import Registry
 
 if TYPE_CHECKING:
@@ -120,11 +124,25 @@ def _row_results_task(
         yield row_results(batch, served)
 
 
-def read_file(session: SparkSession, path: Path | str) -> DataFrame:
+def _url_task(
+    bundle: ModelBundle,
+    location: str,
+    parts: list[int],
+    env: dict[str, str],
+    ids: Iterator[pa.RecordBatch],
+) -> Iterator[pa.RecordBatch]:
+    served = load(bundle)
+    for batch in ids:
+        for i in batch.column(0).to_numpy().tolist():
+            for part in read_part(location, parts[i], env):
+                yield row_results(part, served)
+
+
+def read_file(session: SparkSession, path: str | Path) -> DataFrame:
     """A CSV (header row, every column as text: the batch function validates and parses) or
     Parquet file as a DataFrame, its partitions in file order."""
     path = str(path)
-    if is_parquet(Path(path)):
+    if is_parquet(path):
         return session.read.parquet(path)
     df = (
         session.read.option("header", True)
@@ -139,8 +157,8 @@ def read_file(session: SparkSession, path: Path | str) -> DataFrame:
 
 
 def score_file(
-    input_path: Path,
-    output: Path,
+    input_path: str | Path,
+    output: str | Path,
     bundle: ModelBundle,
     *,
     master: str = "local[2]",
@@ -151,10 +169,24 @@ def score_file(
     input order, written whole or not at all; errors and ``OUTPUT.rejected.csv`` naming file
     rows) with Spark reading and scoring the file. The scored partitions are written by the
     tasks as Parquet parts to a temporary directory beside the output (it must be reachable by
-    the executors: local, or a shared file system), then joined in order by the driver."""
+    the executors: local, or a shared file system), then joined in order by the driver.
+
+    An ``s3://`` input is read by the tasks themselves through pyarrow's S3 filesystem (Spark's
+    own ``s3a://`` needs the hadoop-aws jars): one task per Parquet row group, one for a whole
+    CSV. An ``s3://`` output is uploaded by the driver once complete."""
+    check_writable(output)
     session = local_session(master)
-    df = read_file(session, input_path)
-    results = df.mapInArrow(partial(_row_results_task, bundle), _spark_schema(ROW_RESULT_SCHEMA))
+    schema = _spark_schema(ROW_RESULT_SCHEMA)
+    if is_url(input_path):
+        location = str(input_path)
+        pieces = url_parts(location)
+        ids = session.range(len(pieces), numPartitions=len(pieces))
+        results = ids.mapInArrow(
+            partial(_url_task, bundle, location, pieces, object_store_env()), schema
+        )
+    else:
+        df = read_file(session, input_path)
+        results = df.mapInArrow(partial(_row_results_task, bundle), schema)
     with parts_dir(output) as parts:
         results.write.mode("overwrite").parquet(str(parts))
         return assemble(

@@ -27,8 +27,12 @@ class Engine(StrEnum):
 
 
 def predict(
-    input_path: Annotated[Path, typer.Option("--input", help="CSV or Parquet of patients.")],
-    output: Annotated[Path, typer.Option(help="Where to write scores (.csv or .parquet).")],
+    input_path: Annotated[
+        str, typer.Option("--input", help="CSV or Parquet of patients: a path or s3://BUCKET/KEY.")
+    ],
+    output: Annotated[
+        str, typer.Option(help="Where to write scores (.csv or .parquet): a path or s3:// URL.")
+    ],
     model: Annotated[
         str | None,
         typer.Option(help="Model name, version, or VERSION/NAME (default: the served default)."),
@@ -77,7 +81,7 @@ def predict(
     )
     try:
         with Progress(*columns, console=console, transient=True) as bar:
-            task = bar.add_task("score", total=None, file=input_path.name)
+            task = bar.add_task("score", total=None, file=input_path.rsplit("/", 1)[-1])
             result = score_file(
                 input_path,
                 output,
@@ -94,7 +98,7 @@ def predict(
     _report(result, served.name, served.version, output)
 
 
-def _report(result: OfflineResult, name: str, version: str, output: Path) -> None:
+def _report(result: OfflineResult, name: str, version: str, output: str) -> None:
     from sepsis_api.schema import NOT_A_DEVICE
 
     if result.rejected_path is not None:
@@ -105,8 +109,8 @@ def _report(result: OfflineResult, name: str, version: str, output: Path) -> Non
 
 def _distributed(
     engine: Engine,
-    input_path: Path,
-    output: Path,
+    input_path: str,
+    output: str,
     model: str | None,
     skip_invalid: bool,
     registry: Path | None,
@@ -136,7 +140,7 @@ def _distributed(
         bundle = bundle_for(model, _registry(registry), get_settings().model_version)
     except (ArtifactError, UnknownModel) as e:
         raise _fail(str(e)) from None
-    console.print(f"scoring {input_path.name} with {engine.value}", style="dim")
+    console.print(f"scoring {input_path.rsplit('/', 1)[-1]} with {engine.value}", style="dim")
     try:
         if engine is Engine.spark:
             from sepsis_api.batch.spark import score_file as spark_score_file
@@ -155,4 +159,17 @@ def _distributed(
         raise _fail(f"{e}{hint}; nothing was written") from None
     except OSError as e:
         raise _fail(f"{output}: cannot write: {e.strerror or e}; nothing was written") from None
+    except Exception as e:  # a failed Spark or Dask job (unreadable input...): its own message
+        raise _fail(
+            f"{input_path}: the {engine.value} job failed: {_job_error(e)}; nothing was written"
+        ) from None
     _report(result, bundle.model, bundle.version, output)
+
+
+def _job_error(e: Exception) -> str:
+    """The line of an engine's error that says what went wrong: the last line of a Python
+    traceback relayed from a worker, else the first line."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    if not lines:
+        return type(e).__name__
+    return lines[-1] if any(line.startswith("Traceback") for line in lines) else lines[0]

@@ -12,7 +12,7 @@ import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO, cast
 
 import numpy as np
 import pandas as pd
@@ -263,6 +263,7 @@ def validate_arrow(
     sends the batch through ``validate_frame``, which reads it as it always did.
     """
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
     names = [str(c) for c in table.schema.names]
@@ -282,11 +283,16 @@ def validate_arrow(
 
     ids: list[str | None] = [None] * n
     if ID_COLUMN in index:
-        ids = [v or None for v in _arrow_text(table.column(index[ID_COLUMN])).to_pylist()]
-        given = [v for v in ids if v is not None]
+        text = _arrow_text(table.column(index[ID_COLUMN]))
+        values = cast("list[str]", text.to_pylist())  # nulls were filled with ""
+        has_empty = bool(pc.any(pc.equal(text, pa.scalar(""))).as_py())
+        ids = [v or None for v in values] if has_empty else list[str | None](values)
+        given = set(v for v in values if v) if has_empty else set(values)
         seen = seen_ids if seen_ids is not None else set()
-        if len(set(given)) == len(given) and seen.isdisjoint(given):
-            seen.update(given)  # the usual case, without a Python loop
+        if len(given) == len(values) - (values.count("") if has_empty else 0) and (
+            seen.isdisjoint(given)
+        ):
+            seen |= given  # the usual case, without a Python loop
         else:
             for i, value in enumerate(ids):
                 if value is None:
@@ -369,8 +375,12 @@ def _validate_arrow_feature(
     is_empty = pc.equal(text, pa.scalar(""))
     empty = is_empty.to_numpy(zero_copy_only=False)
     try:  # an empty cell is missing (NaN); Arrow's cast does not take "" for a number
-        filled = pc.replace_substring_regex(text, pattern="^$", replacement="nan")
-        values = np.asarray(filled.cast(pa.float64()), dtype=np.float64)
+        if empty.any():
+            nulls = pa.nulls(len(text), text.type)
+            text_or_null = pc.if_else(is_empty, nulls, text)
+            values = np.asarray(pc.fill_null(text_or_null.cast(pa.float64()), nan))
+        else:
+            values = np.asarray(text.cast(pa.float64()), dtype=np.float64)
     except pa.ArrowInvalid:  # some value is not a number: parse this column as pandas does
         values = pd.to_numeric(text.to_pandas(), errors="coerce").to_numpy(
             dtype=np.float64, na_value=np.nan

@@ -36,7 +36,7 @@ class Location:
 
 def locate(location: str | Path) -> Location:
     """The filesystem and path of a local path or a URL; a URL pyarrow cannot open raises
-    ``ValueError`` naming it."""
+    ``OSError`` naming it."""
     from pyarrow import fs
 
     if not is_url(location):
@@ -44,5 +44,5 @@ def locate(location: str | Path) -> Location:
     try:
         filesystem, path = fs.FileSystem.from_uri(str(location))
     except (ValueError, OSError) as e:  # pyarrow.ArrowInvalid is a ValueError
-        raise ValueError(f"{location}: cannot open this URL: {e}") from None
+        raise OSError(f"{location}: cannot open this URL: {e}") from None
     return Location(filesystem, path)
