@@ -156,3 +156,28 @@ def test_skip_invalid_sets_aside_the_same_rows_with_file_row_numbers(
     rows = pd.read_csv(rejected_path_for(distributed))
     assert list(rows["row"]) == sorted(BAD)
     assert list(rows.loc[rows["row"] >= 40_000, "reason"]) == ["duplicate ID", "duplicate ID"]
+
+
+def test_a_line_with_an_extra_field_fails_the_dask_job_with_a_message_not_a_traceback(
+    dask_client: Any, test_csv: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    lines = test_csv.read_text(encoding="utf-8-sig").splitlines()
+    lines[5] += ",1"
+    src = tmp_path / "extra.csv"
+    src.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "scores.csv"
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "sepsis_api.cli", "predict", "--input", str(src),
+            "--output", str(out), "--engine", "dask",
+            "--scheduler", dask_client.scheduler.address,
+        ],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert f"{src}: the dask job failed: " in proc.stderr
+    assert "nothing was written" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()
