@@ -45,6 +45,7 @@ test: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_batch.py --data $(DATA)
 	$(BIN)/python benchmarks/bench_http.py
+	$(BIN)/python benchmarks/bench_engines.py --data $(DATA)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks scripts
