@@ -115,8 +115,11 @@ def _scores_partition(
 
 
 def _row_results_partition(pdf: pd.DataFrame, bundle: ModelBundle) -> pd.DataFrame:
-    batch = pa.RecordBatch.from_pandas(pdf, preserve_index=False)
-    return row_results(batch, load(bundle)).to_pandas()
+    # A partition read from a large CSV holds its text as chunked Arrow arrays: one batch.
+    table = pa.Table.from_pandas(pdf, preserve_index=False).combine_chunks()
+    served = load(bundle)
+    results = [row_results(batch, served) for batch in table.to_batches()]
+    return pa.Table.from_batches(results, schema=ROW_RESULT_SCHEMA).to_pandas()
 
 
 def _empty(t: pa.DataType) -> pd.Series:
