@@ -92,7 +92,22 @@ ensure_promtool() {
     fi
 }
 
+# The JVM that PySpark starts for tests/batch/test_spark.py (Spark 4 runs on Java 17 or later).
+java_major() {
+    java -version 2>&1 | awk -F'"' '/version/ {split($2, v, "."); print v[1]; exit}'
+}
+
+ensure_java() {
+    if ! command -v java >/dev/null || [[ $(java_major) -lt 17 ]]; then
+        apt_install openjdk-17-jre-headless
+        command -v java >/dev/null && [[ $(java_major) -ge 17 ]] ||
+            die "installed openjdk-17-jre-headless but java on PATH is not Java 17 or later"
+        say "installed Java ($(java -version 2>&1 | head -n 1))"
+    fi
+}
+
 main() {
+    ensure_java
     ensure_postgres
     ensure_wrk
     ensure_chromium

@@ -42,7 +42,7 @@ import pyarrow.csv as pcsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from sepsis_api.batch.frames import OUTPUT_SCHEMA, rejected_batch, score_rows
+from sepsis_api.batch.frames import OUTPUT_SCHEMA, BatchResult, rejected_batch, score_rows
 from sepsis_api.ml.data import DEFAULT_CHUNK_ROWS, DataError, RowError, read_tables
 from sepsis_api.ml.locations import is_parquet, is_url, locate
 from sepsis_api.ml.scoring import ServedModel
@@ -94,11 +94,33 @@ def score_file(
     (nothing written) for an unreadable file or, without ``skip_invalid``, for the first
     invalid row; ``OSError`` when the output cannot be written.
     """
-    _check_writable(output)
+    check_writable(output)
+    seen_ids: set[str] = set()
+
+    def results() -> Generator[BatchResult, None, None]:
+        first_row = 1
+        with closing(_prefetched(read_tables(input_path, chunk_rows=chunk_rows))) as tables:
+            for table in tables:
+                yield score_rows(table, served, first_row=first_row, seen_ids=seen_ids)
+                first_row += table.num_rows
+
+    return write_scores(results(), input_path, output, skip_invalid=skip_invalid, progress=progress)
+
+
+def write_scores(
+    results: Generator[BatchResult, None, None],
+    input_path: str | Path,
+    output: str | Path,
+    *,
+    skip_invalid: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> OfflineResult:
+    """Write scored chunks (``OUTPUT_SCHEMA``, each with the rows it set aside, in file order)
+    to ``output`` as ``score_file`` does: this engine's chunks and the Spark and Dask engines'
+    partitions (``batch.assemble``) alike. ``results`` is closed when writing stops."""
     rejected: list[RowError] = []
     side = rejected_path_for(output)
-    seen_ids: set[str] = set()
-    scored, first_row = 0, 1
+    scored = 0
     with ExitStack() as stack:
         # Left in reverse order: the writer thread stops before the writer closes, and the
         # temporary files are published (or removed) last.
@@ -106,14 +128,10 @@ def score_file(
         side_tmp = stack.enter_context(_staged(side))
         writer = stack.enter_context(_Writer(out_tmp, parquet=is_parquet(output)))
         writes = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="write"))
-        tables = stack.enter_context(
-            closing(_prefetched(read_tables(input_path, chunk_rows=chunk_rows)))
-        )
+        chunks = stack.enter_context(closing(results))
         side_writer: _Writer | None = None
         written: Future[None] | None = None
-        for table in tables:
-            result = score_rows(table, served, first_row=first_row, seen_ids=seen_ids)
-            first_row += table.num_rows
+        for result in chunks:
             if result.rejected:
                 if not skip_invalid:
                     raise DataError(f"{input_path}: {result.rejected[0]}")
@@ -181,7 +199,7 @@ def _staged(final: str | Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-def _check_writable(output: str | Path) -> None:
+def check_writable(output: str | Path) -> None:
     """An ``s3://`` output's bucket must exist: said before the input is read, not after."""
     if is_url(output):
         place = locate(output)
