@@ -28,8 +28,10 @@ cache_key() {
         | sort -z | xargs -0r cat; } | sha256sum | cut -c1-16
 }
 
-# Like the slim images: no documentation, manual pages or translations.
+# Like the slim images: no documentation, manual pages or translations; and no fsync per file
+# while unpacking (a throwaway root filesystem, several times faster on a busy disk).
 SLIM=(
+    --dpkgopt=force-unsafe-io
     --dpkgopt='path-exclude=/usr/share/doc/*'
     --dpkgopt='path-include=/usr/share/doc/*/copyright'
     --dpkgopt='path-exclude=/usr/share/man/*'
@@ -105,15 +107,21 @@ main() {
     # One builder at a time per machine; later callers find the tarballs done.
     exec 9>"$dir/.lock"
     flock --timeout 1800 9 || die "timed out waiting for another build in $dir"
-    local base
-    for base in python postgres; do
+    local base pid pids=() failed=0
+    for base in python postgres; do  # both at once: mostly waiting on downloads and the disk
         if [[ ! -s $dir/$base.tar ]]; then
             say "building the $base base with mmdebstrap (once per machine) in $dir"
             rm -f "$dir/$base.tar.part"
-            "build_$base" "$dir/$base.tar.part"
-            mv "$dir/$base.tar.part" "$dir/$base.tar"
+            { "build_$base" "$dir/$base.tar.part" >"$dir/$base.log" 2>&1 \
+                && mv "$dir/$base.tar.part" "$dir/$base.tar"; } &
+            pids+=($!)
         fi
     done
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    for base in python postgres; do
+        [[ -s $dir/$base.tar ]] || { cat "$dir/$base.log" >&2; failed=1; }
+    done
+    [[ $failed -eq 0 ]] || die "mmdebstrap failed (log above)"
     exec 9>&-
     # Other keys are left by older versions of this script; a day untouched means unused.
     find "$CACHE_ROOT" -mindepth 1 -maxdepth 1 -type d ! -path "$dir" -mtime +1 -exec rm -rf {} +

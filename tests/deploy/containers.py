@@ -144,17 +144,39 @@ class Podman:
         out = self.run(["bash", str(BASES_SCRIPT)], timeout=1800).stdout
         return dict(line.split("=", 1) for line in out.split())
 
-    def build(self, dockerfile: Path, tag: str, python_image: str) -> Image:
-        """Build ``dockerfile`` unmodified from the repository root, on the stand-in base."""
-        start = time.monotonic()
-        self(
-            "build", "--pull=never", "--format", "docker", "--network", "host",
-            "--build-arg", f"PYTHON_IMAGE={python_image}", "-f", str(dockerfile), "-t", tag,
-            str(ROOT), timeout=1800,
-        )  # fmt: skip
-        seconds = time.monotonic() - start
-        size = int(self("image", "inspect", "--format", "{{.Size}}", tag).stdout.strip())
-        return Image(tag, seconds, size)
+    def build(self, dockerfiles: dict[str, Path], tag: str, python_image: str) -> dict[str, Image]:
+        """Build every Dockerfile unmodified from the repository root on the stand-in base, all
+        at once (mostly downloads and the disk): ``{name: Image}``, tagged ``TAG-name``."""
+        builds: dict[str, tuple[subprocess.Popen[bytes], Path, float]] = {}
+        try:
+            for name, dockerfile in dockerfiles.items():
+                log = self.root / f"build-{name}.log"
+                argv = [
+                    "podman", "build", "--pull=never", "--format", "docker", "--network", "host",
+                    "--build-arg", f"PYTHON_IMAGE={python_image}", "-f", str(dockerfile),
+                    "-t", f"{tag}-{name}", str(ROOT),
+                ]  # fmt: skip
+                with log.open("wb") as out:  # the child keeps its own copy of the handle
+                    proc = subprocess.Popen(
+                        argv, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                    )  # fmt: skip
+                builds[name] = (proc, log, time.monotonic())
+            images = {}
+            for name, (proc, log, started) in builds.items():
+                code = proc.wait(timeout=1800)
+                seconds = time.monotonic() - started
+                tail = log.read_text(encoding="utf-8", errors="replace")[-4000:]
+                assert code == 0, f"building {dockerfiles[name].name} failed ({code}):\n{tail}"
+                image = f"{tag}-{name}"
+                size = int(self("image", "inspect", "--format", "{{.Size}}", image).stdout)
+                images[name] = Image(image, seconds, size)
+            return images
+        finally:
+            for proc, _, _ in builds.values():
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(timeout=60)
 
     def host_port(self, container: str, port: int) -> int:
         """The loopback port a container's ``port`` is published on."""

@@ -151,6 +151,7 @@ def test_the_base_install_serves_one_patient_and_a_batch(served: tuple[str, str]
         "M11": 33.6,
         "BD2": 0.627,
         "Age": 50,
+        "Insurance": 1,
     }
     one = httpx.post(url + "/v1/predict", json=patient, headers=headers)
     assert one.status_code == 200, one.text

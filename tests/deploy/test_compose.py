@@ -53,11 +53,13 @@ class Stack:
     migrate_log: str = ""
     down: bool = False
 
-    def compose(self, *args: str, timeout: float = 300) -> str:
+    def compose(self, *args: str, timeout: float = 300, check: bool = True) -> str:
         argv = [compose_exe() or "podman-compose", "-p", self.project]
         for name in ("compose.yaml", "compose.override.test.yaml"):
             argv += ["-f", str(self.folder / name)]
-        proc = self.podman.run([*argv, *args], env=self.env, cwd=self.folder, timeout=timeout)
+        proc = self.podman.run(
+            [*argv, *args], env=self.env, cwd=self.folder, timeout=timeout, check=check
+        )
         return proc.stdout + proc.stderr
 
     def containers(self, service: str | None = None) -> list[str]:
@@ -139,8 +141,8 @@ def stack(
         podman.wait_healthy(ui)
         yield s
     finally:
-        if not s.down:
-            s.compose("down", "-v", "--timeout", "5")
+        if not s.down:  # a failure on the way: still remove what came up
+            s.compose("down", "-v", "--timeout", "5", check=False)
 
 
 def test_migrate_upgrades_the_empty_database_and_exits_0(stack: Stack) -> None:
@@ -162,7 +164,7 @@ def test_predictions_through_each_replica_land_in_one_history_in_order(stack: St
     sent = []
     for i in range(6):
         reply = httpx.post(
-            urls[i % 2] + "/v1/predict", json={**PATIENT, "patient_id": f"p{i}"}, headers=headers
+            urls[i % 2] + "/v1/predict", json={**PATIENT, "ID": f"p{i}"}, headers=headers
         )
         assert reply.status_code == 200, reply.text
         sent.append((f"p{i}", reply.json()["predictions"][0]["prediction_id"]))

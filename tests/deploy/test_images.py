@@ -153,7 +153,7 @@ def ui(
     podman(
         "run", "--detach", "--name", name, "--network", network, "--publish", "127.0.0.1::8501",
         "--env", f"SEPSIS_API_UI_API_URL=http://{api.name}:8000",
-        "--env", f"SEPSIS_API_UI_API_KEY={KEY_ID}:{api.key}", ui_image.name,
+        "--env", f"SEPSIS_API_UI_API_KEY={api.key}", ui_image.name,
     )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{podman.host_port(name, 8501)}"
