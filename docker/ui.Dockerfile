@@ -9,11 +9,7 @@ ARG PYTHON_IMAGE=python:3.11-slim
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
-# Compilers only for a dependency that ships no wheel for this platform; never in the runtime.
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends build-essential \
-    && rm -rf /var/lib/apt/lists/*
+# No compilers: every dependency ships wheels for linux/amd64 and linux/arm64.
 WORKDIR /build
 COPY pyproject.toml README.md ./
 COPY src ./src

@@ -106,12 +106,33 @@ ensure_java() {
     fi
 }
 
+# Container tooling for tests/deploy/test_images.py and test_compose.py: buildah builds the
+# Dockerfiles, podman runs the images, mmdebstrap makes the stand-in base images (no registry
+# is reachable), runc/netavark/aardvark-dns/iptables/catatonit are podman's runtime, network,
+# DNS and init. podman-compose comes from PyPI (the dev extra).
+CONTAINER_PACKAGES=(buildah podman mmdebstrap runc netavark aardvark-dns iptables catatonit)
+
+ensure_containers() {
+    local missing=() pkg
+    for pkg in "${CONTAINER_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+            || missing+=("$pkg")
+    done
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        apt_install "${missing[@]}"
+        command -v buildah >/dev/null && command -v podman >/dev/null \
+            || die "installed ${missing[*]} but buildah or podman is not on PATH"
+        say "installed ${missing[*]} ($(podman --version))"
+    fi
+}
+
 main() {
     ensure_java
     ensure_postgres
     ensure_wrk
     ensure_chromium
     ensure_promtool
+    ensure_containers
 }
 
 # Sourcing the script (e.g. to test one function) must not run it.
