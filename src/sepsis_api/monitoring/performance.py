@@ -200,6 +200,8 @@ def windows(created: np.ndarray, every: str) -> Iterator[tuple[int, int, np.ndar
         starts = key.astype("datetime64[M]").astype("datetime64[s]").astype(np.int64)
     else:
         raise ValueError(f"every must be 'week' or 'month', got {every!r}")
+    if len(created) == 0:  # no rows, no window (the cuts below assume one row at least)
+        return
     order = np.argsort(key, kind="stable")
     keys = key[order]
     cuts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1], [True])))
