@@ -121,9 +121,30 @@ def test_small_windows_are_insufficient_data_not_a_number(client, shipped, train
     assert report["status"] == "insufficient_data"
     assert "500" in report["detail"]
     assert all(f["psi"] is None and f["status"] == "insufficient_data" for f in report["features"])
-    assert report["predicted_risk"] == {"n": 50, "psi": None, "status": "insufficient_data"}
+    risk = report["predicted_risk"]
+    assert {k: risk[k] for k in ("n", "psi", "status")} == {
+        "n": 50,
+        "psi": None,
+        "status": "insufficient_data",
+    }
+    # the bins are still given, to draw: one more count than edges, summing to the window
+    assert len(risk["counts"]) == len(risk["edges"]) + 1 == len(risk["reference_counts"])
+    assert sum(risk["counts"]) == 50 and risk["edges"] == sorted(risk["edges"])
     assert report["alert_rate"]["status"] == "insufficient_data"
     assert report["alert_rate"]["ci_low"] is not None  # the interval itself is still given
+
+
+def test_a_window_without_estimates_is_insufficient_data_not_an_error(client):
+    r = client.get("/v1/monitoring/drift", params={"since": "2020-01-06T00:00:00Z"})
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert report["n"] == 0 and report["status"] == "insufficient_data"
+    assert report["features"] and all(
+        f["psi"] is None and f["observed"] == 0 and f["mean"] is None for f in report["features"]
+    )
+    risk = report["predicted_risk"]
+    assert risk["psi"] is None and sum(risk["counts"]) == 0 and sum(risk["reference_counts"]) > 0
+    assert report["alert_rate"]["estimate"] is None and report["alerts_per_day"] == []
 
 
 def test_a_version_without_reference_bins_says_so(make_client, shipped, tmp_path, train_csv):

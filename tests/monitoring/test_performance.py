@@ -107,6 +107,7 @@ def test_windows_are_calendar_weeks_and_months_in_utc() -> None:
         ("2026-11-01", "2026-12-01", [0, 1]),
         ("2026-12-01", "2027-01-01", [2]),
     ]
+    assert [list(windows(created[:0], every)) for every in ("week", "month")] == [[], []]
 
 
 def test_report_by_window_holds_each_windows_figures(scored) -> None:

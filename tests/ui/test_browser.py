@@ -77,6 +77,8 @@ def page(running):
         context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
         tab = context.new_page()
         tab.set_default_timeout(WAIT_MS)
+        # expect() waits 5 s by default: too short for a first script run on a loaded machine
+        sync_api.expect.set_options(timeout=WAIT_MS)
         yield tab
         context.close()
         browser.close()
@@ -194,3 +196,28 @@ def test_clinician_journey_in_a_real_browser(running, page, test_csv: Path) -> N
 
     for name in ("home", "predict", "batch", "history", "model"):
         assert (SHOTS / f"{name}.png").stat().st_size > 10_000
+
+
+def test_monitoring_page_after_shifted_traffic(running, page, train_csv: Path) -> None:
+    """`sepsis-api traffic` fills the server (PL + 30, outcomes drawn from a model); the
+    Monitoring page then shows the drift alarm, the figures and the charts."""
+    from test_monitoring import send_traffic
+
+    expect = sync_api.expect
+    api, ui = running
+    send_traffic(api.url, train_csv, 1200, "PL=+30")
+
+    page.goto(ui.url)
+    settle(page)
+    go(page, "Monitoring")
+    expect(page.get_by_text("Feature drift by week")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Drift alert: .*\(PL\)")).first).to_be_visible()
+    auc = page.locator('[data-testid="stMetric"]').filter(has_text="ROC AUC")
+    expect(auc.locator('[data-testid="stMetricValue"]')).to_have_text(re.compile(r"^0\.\d{3}$"))
+    charts = page.locator('[data-testid="stVegaLiteChart"]')
+    expect(charts).to_have_count(7)
+    for i in range(7):
+        expect(charts.nth(i).locator("canvas, svg").first).to_be_visible()
+    assert charts.first.bounding_box()["height"] > 250  # the heatmap's rows, not an empty frame
+    shot(page, "monitoring")
+    assert (SHOTS / "monitoring.png").stat().st_size > 10_000

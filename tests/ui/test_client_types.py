@@ -26,10 +26,23 @@ MIRRORS: dict[str, str] = {
     "CurrentOutcome": "CurrentOutcome",
     "HistoryPage": "HistoryPage",
     "FieldError": "FieldError",
+    "Figure": "Figure",
+    "BandFigures": "BandFigures",
+    "Minimum": "Minimum",
+    "CardFigures": "CardFigures",
+    "PerformanceWindow": "Window",
+    "ReliabilityBin": "ReliabilityBin",
+    "PerformanceReport": "PerformanceReport",
 }
 # TypedDicts with no component schema to compare with, and why.
 UNMIRRORED: dict[str, str] = {
     "Readiness": "/readyz documents no reply schema (200 ready, 503 with a reason)",
+    "PerformanceFigures": "the figures PerformanceReport and PerformanceWindow share; "
+    "checked through them",
+    **dict.fromkeys(
+        ("DriftReport", "FeatureDrift", "PredictedRiskDrift", "AlertRateDrift", "DayAlerts"),
+        "/v1/monitoring/drift documents no reply schema (monitoring/drift.py's as_dict)",
+    ),
 }
 
 # A JSON kind: ("string",), ("number",), ("integer",), ("boolean",), ("null",), ("any",),
@@ -163,3 +176,23 @@ def test_the_kind_comparison_tells_types_apart():
     assert agree(ui.Contribution, contribution)
     assert not agree(ui.Contribution, {"$ref": "#/components/schemas/Prediction"})
     assert agree(typing.Any, {"type": "integer"}) and agree(int, {})
+
+
+def _keys(typed: Any) -> set[str]:
+    return set(typed.__required_keys__ | typed.__optional_keys__)
+
+
+def test_the_drift_reply_has_the_keys_of_its_typeddicts(client):
+    """/v1/monitoring/drift has no reply schema to compare with: compare a real reply."""
+    from factories import patient
+
+    assert client.post("/v1/predict", json=patient()).status_code == 200
+    r = client.get("/v1/monitoring/drift")
+    assert r.status_code == 200
+    report = r.json()
+    assert set(report) == _keys(ui.DriftReport)
+    assert report["features"] and all(set(f) == _keys(ui.FeatureDrift) for f in report["features"])
+    assert set(report["predicted_risk"]) == _keys(ui.PredictedRiskDrift)
+    assert set(report["alert_rate"]) == _keys(ui.AlertRateDrift)
+    assert report["alerts_per_day"]
+    assert all(set(d) == _keys(ui.DayAlerts) for d in report["alerts_per_day"])

@@ -149,6 +149,11 @@ class DriftReport:
     reference_alert_rate: dict[str, float] | None  # the card's value, low, high
     alert_rate_status: str
     per_day: list[dict[str, Any]] = field(default_factory=list)
+    # The predicted risk's bins (the card's out-of-fold deciles): edges, the out-of-fold
+    # counts and the window's counts, so a client can draw the two distributions.
+    risk_edges: list[float] = field(default_factory=list)
+    risk_reference_counts: list[int] = field(default_factory=list)
+    risk_counts: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -161,7 +166,14 @@ class DriftReport:
             "detail": self.detail,
             "thresholds": THRESHOLDS,
             "features": [f.as_dict() for f in self.features],
-            "predicted_risk": {"n": self.n, "psi": self.risk_psi, "status": self.risk_status},
+            "predicted_risk": {
+                "n": self.n,
+                "psi": self.risk_psi,
+                "status": self.risk_status,
+                "edges": self.risk_edges,
+                "reference_counts": self.risk_reference_counts,
+                "counts": self.risk_counts,
+            },
             "alert_rate": {
                 "n": self.n,
                 "alerts": self.alerts,
@@ -396,9 +408,12 @@ def drift_report(engine: Engine, card: dict[str, Any], window: Window) -> DriftR
         return report
     for code, fref in features.items():
         report.features.append(_feature(code, fref, counts, n))
+    below = [int(counts.get(f"risk:<{i}", 0)) for i in range(len(risk_ref["edges"]))]
+    report.risk_edges = [float(e) for e in risk_ref["edges"]]
+    report.risk_reference_counts = [int(c) for c in risk_ref["counts"]]
+    report.risk_counts = _bin_counts(below, n)
     if n >= MIN_PSI_ROWS:
-        below = [int(counts.get(f"risk:<{i}", 0)) for i in range(len(risk_ref["edges"]))]
-        report.risk_psi = psi(risk_ref["counts"], _bin_counts(below, n))
+        report.risk_psi = psi(risk_ref["counts"], report.risk_counts)
     report.risk_status = psi_status(report.risk_psi)
     statuses = [f.status for f in report.features] + [report.risk_status]
     report.status = max(statuses, key=_SEVERITY.__getitem__)

@@ -18,6 +18,7 @@ PAGES = [
     st.Page("pages/batch.py", title="Batch (ward list)", icon=":material/table_view:"),
     st.Page("pages/history.py", title="History", icon=":material/history:"),
     st.Page("pages/model.py", title="Model", icon=":material/query_stats:"),
+    st.Page("pages/monitoring.py", title="Monitoring", icon=":material/monitoring:"),
 ]
 
 page = st.navigation(PAGES)

@@ -115,6 +115,140 @@ class HistoryPage(TypedDict):
     next_cursor: str | None
 
 
+class Figure(TypedDict):
+    estimate: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+
+class BandFigures(TypedDict):
+    band: Band
+    n: int
+    events: int
+    event_rate: Figure
+
+
+class Minimum(TypedDict):
+    events: int
+    non_events: int
+
+
+class PerformanceFigures(TypedDict):
+    n: int
+    events: int
+    status: Literal["ok", "insufficient_data"]
+    reason: str | None
+    minimum: Minimum
+    roc_auc: Figure
+    brier: Figure
+    calibration_intercept: Figure
+    calibration_slope: Figure
+    observed_expected_ratio: Figure
+    sensitivity: Figure
+    specificity: Figure
+    ppv: Figure
+    npv: Figure
+    alert_rate: Figure
+    by_band: list[BandFigures]
+
+
+class CardFigures(TypedDict):
+    source: str
+    interval: str | None
+    operating_point_interval: str | None
+    threshold: float | None
+    risk_bands: dict[str, float] | None
+    roc_auc: Figure
+    brier: Figure
+    calibration_intercept: Figure
+    calibration_slope: Figure
+    observed_expected_ratio: Figure
+    sensitivity: Figure
+    specificity: Figure
+    ppv: Figure
+    npv: Figure
+    alert_rate: Figure
+
+
+class PerformanceWindow(PerformanceFigures):
+    start: str
+    end: str
+
+
+class ReliabilityBin(TypedDict):
+    n: int
+    predicted: float
+    estimate: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+
+class PerformanceReport(PerformanceFigures):
+    model_version: str
+    model: str
+    since: str | None
+    until: str | None
+    card: CardFigures | None
+    methods: dict[str, str]
+    every: Literal["week", "month"] | None
+    windows: list[PerformanceWindow] | None
+    reliability: list[ReliabilityBin]
+
+
+class FeatureDrift(TypedDict):
+    feature: str
+    n: int
+    observed: int
+    psi: float | None
+    status: str  # ok, warn, alert, insufficient_data, no_reference
+    missing_fraction: float | None
+    reference_missing_fraction: float
+    out_of_range_fraction: float | None
+    mean: float | None
+    reference_mean: float
+
+
+class PredictedRiskDrift(TypedDict):
+    n: int
+    psi: float | None
+    status: str
+    edges: list[float]  # the card's out-of-fold deciles; one more count than edges
+    reference_counts: list[int]
+    counts: list[int]
+
+
+class AlertRateDrift(TypedDict):
+    n: int
+    alerts: int
+    estimate: float | None
+    ci_low: float | None
+    ci_high: float | None
+    reference: dict[str, float] | None  # the card's value, low, high
+    status: str  # ok, above, below, insufficient_data
+
+
+class DayAlerts(TypedDict):
+    date: str
+    n: int
+    alerts: int
+    alert_rate: float
+
+
+class DriftReport(TypedDict):
+    model: str
+    model_version: str
+    since: str
+    until: str
+    n: int
+    status: str
+    detail: str | None
+    thresholds: dict[str, float]
+    features: list[FeatureDrift]
+    predicted_risk: PredictedRiskDrift
+    alert_rate: AlertRateDrift
+    alerts_per_day: list[DayAlerts]
+
+
 class Readiness(TypedDict, total=False):
     status: str
     model_version: str
@@ -299,6 +433,19 @@ class APIClient:
             CurrentOutcome,
             self._json("POST", f"/v1/predictions/{prediction_id}/outcome", json=body),
         )
+
+    def performance(self, params: Mapping[str, str | None]) -> PerformanceReport:
+        """``GET /v1/monitoring/performance`` (model_version, model, since, until, every);
+        None-valued parameters are left out."""
+        query = {k: v for k, v in params.items() if v not in (None, "")}
+        return cast(
+            PerformanceReport, self._json("GET", "/v1/monitoring/performance", params=query)
+        )
+
+    def drift(self, params: Mapping[str, str | None]) -> DriftReport:
+        """``GET /v1/monitoring/drift`` (since, until, model_version, model)."""
+        query = {k: v for k, v in params.items() if v not in (None, "")}
+        return cast(DriftReport, self._json("GET", "/v1/monitoring/drift", params=query))
 
 
 def _error_from(response: httpx.Response) -> APIError:

@@ -16,11 +16,13 @@ from sepsis_api.ui.client import (
     APIError,
     APIUnreachable,
     Contribution,
+    DriftReport,
     FeatureInfo,
     FeaturesInfo,
     ModelDetail,
     ModelsInfo,
     ModelSummary,
+    PerformanceReport,
     Readiness,
 )
 
@@ -86,6 +88,28 @@ def _model(url: str, key: str | None, name: str) -> ModelDetail:
 @st.cache_data(ttl=3600, show_spinner=False, max_entries=64)
 def _plot(url: str, key: str | None, name: str) -> bytes:
     return _client(url, key).model_plot(name)
+
+
+# Monitoring reads: a short time to live, so the page is current and a rerun (a widget
+# change) does not repeat a span's calls. Parameters go in as sorted pairs (hashable).
+@st.cache_data(ttl=30, show_spinner=False, max_entries=128)
+def _drift(url: str, key: str | None, params: tuple[tuple[str, str | None], ...]) -> DriftReport:
+    return _client(url, key).drift(dict(params))
+
+
+@st.cache_data(ttl=30, show_spinner=False, max_entries=32)
+def _performance(
+    url: str, key: str | None, params: tuple[tuple[str, str | None], ...]
+) -> PerformanceReport:
+    return _client(url, key).performance(dict(params))
+
+
+def drift(params: dict[str, str | None]) -> DriftReport:
+    return _drift(*api_target(), tuple(sorted(params.items())))
+
+
+def performance(params: dict[str, str | None]) -> PerformanceReport:
+    return _performance(*api_target(), tuple(sorted(params.items())))
 
 
 def features() -> FeaturesInfo:

@@ -18,7 +18,7 @@ from sepsis_api.api.routes.predictions import DateTimeQuery, read_off_loop
 from sepsis_api.api.security import caller_id
 from sepsis_api.ml.scoring import Predictor
 from sepsis_api.ml.store import ArtifactError, registry_for
-from sepsis_api.monitoring import labelled
+from sepsis_api.monitoring import curves, labelled
 from sepsis_api.monitoring.performance import report
 
 router = APIRouter(prefix="/v1/monitoring", tags=["monitoring"], dependencies=[Depends(caller_id)])
@@ -84,6 +84,14 @@ class Window(Figures):
     end: str
 
 
+class ReliabilityBin(BaseModel):
+    n: int
+    predicted: float = Field(description="Mean predicted risk in the bin.")
+    estimate: float | None = Field(description="Observed event rate in the bin.")
+    ci_low: float | None
+    ci_high: float | None
+
+
 class PerformanceReport(Figures):
     model_version: str
     model: str
@@ -93,6 +101,10 @@ class PerformanceReport(Figures):
     methods: dict[str, str]
     every: Literal["week", "month"] | None = None
     windows: list[Window] | None = None
+    reliability: list[ReliabilityBin] = Field(
+        description="Reliability diagram over the whole selection: per decile of predicted "
+        "risk, its mean and the observed event rate with its Wilson interval."
+    )
 
 
 def _bad(field: str, value: str, expected: str) -> APIError:
@@ -170,12 +182,14 @@ async def performance(
 
     def compute() -> dict[str, Any]:
         data = labelled.read(engine, selection, times=every is not None)
-        return report(
+        out = report(
             data,
             model_card=card["models"][name],
             validation=card.get("validation"),
             every=every,
         )
+        out["reliability"] = curves.reliability(data.outcome, data.probability)
+        return out
 
     figures = await read_off_loop(compute)
     return json_response(

@@ -58,7 +58,9 @@ with is_col:
         "(low / moderate / high) and which values pushed it up or down.\n"
         "- **Batch**: upload a ward list (CSV or Parquet) and score every patient at once.\n"
         "- **History**: every estimate is recorded by the server; look any of them up again.\n"
-        "- **Model**: how well the models did in cross-validation, with intervals."
+        "- **Model**: how well the models did in cross-validation, with intervals.\n"
+        "- **Monitoring**: whether recent estimates drift from the training data and, once "
+        "outcomes are recorded, how well they matched."
     )
 rows = card.get("training_data", {}).get("rows")
 trained_on = f"{rows} rows" if rows else "a small data set"
