@@ -77,8 +77,6 @@ def page(running):
         context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
         tab = context.new_page()
         tab.set_default_timeout(WAIT_MS)
-        # expect() waits 5 s by default: too short for a first script run on a loaded machine
-        sync_api.expect.set_options(timeout=WAIT_MS)
         yield tab
         context.close()
         browser.close()
