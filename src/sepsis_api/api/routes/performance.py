@@ -42,41 +42,36 @@ class Minimum(BaseModel):
     non_events: int
 
 
-class Figures(BaseModel):
+class Metrics(BaseModel):
+    """The figures reported both from outcomes and from the card's cross-validation."""
+
+    roc_auc: Figure
+    brier: Figure
+    calibration_intercept: Figure
+    calibration_slope: Figure
+    observed_expected_ratio: Figure
+    sensitivity: Figure
+    specificity: Figure
+    ppv: Figure
+    npv: Figure
+    alert_rate: Figure
+
+
+class Figures(Metrics):
     n: int = Field(description="Estimates with a recorded outcome (their latest revision).")
     events: int = Field(description="Of them, outcomes Positive.")
     status: Literal["ok", "insufficient_data"]
     reason: str | None = Field(description="Why the data are insufficient, else null.")
     minimum: Minimum
-    roc_auc: Figure
-    brier: Figure
-    calibration_intercept: Figure
-    calibration_slope: Figure
-    observed_expected_ratio: Figure
-    sensitivity: Figure
-    specificity: Figure
-    ppv: Figure
-    npv: Figure
-    alert_rate: Figure
     by_band: list[BandFigures]
 
 
-class CardFigures(BaseModel):
+class CardFigures(Metrics):
     source: str
     interval: str | None
     operating_point_interval: str | None
     threshold: float | None
     risk_bands: dict[str, float] | None
-    roc_auc: Figure
-    brier: Figure
-    calibration_intercept: Figure
-    calibration_slope: Figure
-    observed_expected_ratio: Figure
-    sensitivity: Figure
-    specificity: Figure
-    ppv: Figure
-    npv: Figure
-    alert_rate: Figure
 
 
 class Window(Figures):
