@@ -36,8 +36,8 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	bash scripts/ensure-test-tools.sh
-	$(BIN)/ruff check src tests benchmarks scripts
-	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks scripts docker
+	$(BIN)/ruff format --check src tests benchmarks scripts docker
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/pytest
@@ -49,8 +49,8 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_engines.py --data $(DATA)
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests benchmarks scripts
-	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks scripts docker
+	$(BIN)/ruff format --check src tests benchmarks scripts docker
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 

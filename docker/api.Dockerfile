@@ -7,16 +7,27 @@
 #     -e SEPSIS_API_KEYS_FILE=/run/secrets/api_keys sepsis-api:local
 ARG PYTHON_IMAGE=python:3.11-slim
 
-# -- builder: wheels of the project and every dependency ---------------------------------------
+# -- builder: the project and every dependency installed under /staging, then slimmed ------------
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
+# strip(1) for slim_site_packages.py; the builder stage is thrown away.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends binutils \
+    && rm -rf /var/lib/apt/lists/*
 # No compilers: every dependency ships wheels for linux/amd64 and linux/arm64.
 WORKDIR /build
 COPY pyproject.toml README.md ./
 COPY src ./src
-# The shipped model (src/sepsis_api/models) is package data, so it travels inside the wheel.
-RUN pip wheel --wheel-dir /wheels ".[postgres]"
+COPY docker/slim_site_packages.py ./
+# The shipped model (src/sepsis_api/models) is package data, so it is installed with the package.
+# --root: the files land where the runtime stage's Python looks, under /staging, so that one
+# COPY carries them. Slimming drops test suites, headers, unused modules and debug symbols.
+# The project itself ("."): its dependencies are bounded in pyproject.toml.
+# hadolint ignore=DL3013
+RUN pip install --root /staging --no-warn-script-location ".[postgres]" \
+    && python slim_site_packages.py /staging
 
 # -- runtime: no compilers, no sources, non-root ------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -31,13 +42,8 @@ RUN groupadd --system --gid 10001 sepsis \
        --shell /usr/sbin/nologin sepsis \
     && mkdir -p /data \
     && chown sepsis:sepsis /data
-# Only the wheels just built (--no-index), so versions are fixed by the builder stage.
-# The dependencies' own test suites are never imported; dropping them saves ~90 MB.
-# hadolint ignore=DL3013
-RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels "sepsis-api[postgres]" \
-    && find "$(python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
-       -depth -type d -name tests -path '*-packages/*/tests' -exec rm -rf {} +
+# Only what the builder installed and slimmed: no pip run here, versions fixed by that stage.
+COPY --from=builder /staging/ /
 WORKDIR /home/sepsis
 # Numeric, so orchestrators can verify runAsNonRoot.
 USER 10001:10001

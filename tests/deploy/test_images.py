@@ -1,8 +1,9 @@
 """Both images built from docker/*.Dockerfile (unmodified) and run under podman.
 
 The API image: liveness, readiness, a keyed prediction (401 without the key), uid 10001, the
-shipped model's hashes verified inside the image, no training libraries; its size and cold
-start (container start to /readyz 200) are printed. The UI image: Streamlit's health endpoint
+shipped model's hashes verified inside the image, no training libraries, a FHIR prediction and
+an offline file scored (what the slimmed dependencies must still do); its size and cold start
+(container start to /readyz 200) are printed. The UI image: Streamlit's health endpoint
 and the UI's own client reaching the API container by name.
 """
 
@@ -17,8 +18,11 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+import yaml
 from containers import FIGURES, ROOT, Image, Podman
+from fhir.resources.R4B.riskassessment import RiskAssessment
 
+from fhir_bundles import bundle_json, patient, patient_observations
 from sepsis_api.ml.store import PACKAGED_ROOT, Registry
 from server import wait_for
 
@@ -101,6 +105,80 @@ def test_api_image_predicts_with_a_key_and_refuses_without(api: Running) -> None
     (prediction,) = reply.json()["predictions"]
     assert 0 < prediction["probability"] < 1
     assert prediction["model_version"] == Registry([PACKAGED_ROOT]).default_version()
+
+
+def test_api_image_answers_fhir(api: Running) -> None:
+    reply = httpx.post(
+        api.url + "/fhir/RiskAssessment/$predict",
+        content=bundle_json(patient(), patient_observations()),
+        headers={"content-type": "application/fhir+json", "Authorization": f"Bearer {api.key}"},
+    )
+    assert reply.status_code == 200, reply.text
+    risk = RiskAssessment.model_validate_json(reply.text)
+    assert risk.prediction and 0 < float(risk.prediction[0].probabilityDecimal or 0) < 1
+
+
+def test_api_image_scores_a_file_offline(podman: Podman, api_image: Image) -> None:
+    # CSV in, Parquet out, inside the image as its user: pyarrow's readers and writers, the
+    # compiled kernel and the artifact loader, all from the slimmed install.
+    header = ",".join(PATIENT)
+    row = ",".join(str(v) for v in PATIENT.values())
+    script = (
+        f"printf '%s\\n' 'ID,{header}' 'a,{row}' 'b,{row}' > /tmp/in.csv"
+        " && sepsis-api predict --input /tmp/in.csv --output /tmp/out.parquet >/dev/null"
+        ' && python -c "import json, pyarrow.parquet as pq;'
+        " print(json.dumps(pq.read_table('/tmp/out.parquet').to_pylist()))\""
+    )
+    out = podman("run", "--rm", "--network", "none", api_image.name, "sh", "-c", script).stdout
+    rows = json.loads(out.strip().splitlines()[-1])
+    assert [r["ID"] for r in rows] == ["a", "b"]
+    assert rows[0]["probability"] == rows[1]["probability"] and 0 < rows[0]["probability"] < 1
+
+
+def test_api_image_starts_as_kubernetes_runs_it(
+    podman: Podman, api_image: Image, run_id: str
+) -> None:
+    """As deploy/kubernetes/api-deployment.yaml runs it: a read-only root, an empty volume at
+    /tmp seeded by the init container's own command. Ready, and on the kernels the image
+    compiled: nothing in the seeded numba cache is written again."""
+    manifest = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "api-deployment.yaml").read_text())
+    pod = manifest["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    (seed,) = init["volumeMounts"]
+    volume, name = f"sepsis-tmp-{run_id}", f"sepsis-k8s-{run_id}"
+    listing = ["find", "/tmp/numba", "-type", "f", "-printf", "%p %s %T@\\n"]
+    podman("volume", "create", volume)
+    try:
+        podman(
+            "run", "--rm", "--read-only", "--read-only-tmpfs=false", "--network", "none",
+            "--volume", f"{volume}:{seed['mountPath']}:U", api_image.name, *init["command"],
+        )  # fmt: skip
+        seeded = podman(
+            "run", "--rm", "--network", "none", "--volume", f"{volume}:/tmp", api_image.name,
+            *listing,
+        ).stdout  # fmt: skip
+        key = secrets.token_urlsafe(32)
+        podman(
+            "run", "--detach", "--name", name, "--read-only", "--read-only-tmpfs=false",
+            "--volume", f"{volume}:/tmp", "--publish", "127.0.0.1::8000",
+            "--env", f"SEPSIS_API_KEYS={KEY_ID}:{key}",
+            # PostgreSQL in Kubernetes; here a SQLite file in the one writable folder
+            "--env", "SEPSIS_API_DATABASE_URL=sqlite:////tmp/audit.db", api_image.name,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{podman.host_port(name, 8000)}"
+        try:
+            wait_for(lambda: _answers(url + "/readyz"), "the read-only API container", 180)
+        except AssertionError:
+            raise AssertionError(podman("logs", name, check=False).stderr[-3000:]) from None
+        reply = httpx.post(
+            url + "/v1/predict", json=PATIENT, headers={"Authorization": f"Bearer {key}"}
+        )
+        assert reply.status_code == 200, reply.text
+        assert seeded.count(".nbi") >= 1, seeded  # the image's cache was carried over
+        assert podman("exec", name, *listing).stdout == seeded
+    finally:
+        podman("rm", "--force", "--time", "0", name, check=False)
+        podman("volume", "rm", "--force", volume, check=False)
 
 
 def test_api_image_runs_as_uid_10001(podman: Podman, api: Running, api_image: Image) -> None:

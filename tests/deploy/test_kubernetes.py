@@ -148,9 +148,10 @@ def test_every_manifest_validates_strictly_against_the_kubernetes_schemas() -> N
 def test_the_validator_names_a_misspelled_field(tmp_path: Path) -> None:
     """The check above can fail: a copy with one wrong field name is refused, and named."""
     text = (K8S / "api-deployment.yaml").read_text(encoding="utf-8")
-    assert text.count("readOnlyRootFilesystem: true") == 1
+    assert text.count("readOnlyRootFilesystem: true") == 2  # the init container's and the API's
     broken = tmp_path / "api-deployment.yaml"
-    broken.write_text(text.replace("readOnlyRootFilesystem", "readOnlyRootFileSystem"), "utf-8")
+    wrong = text.replace("readOnlyRootFilesystem", "readOnlyRootFileSystem", 1)
+    broken.write_text(wrong, "utf-8")
     proc = validate(broken)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output
@@ -381,7 +382,7 @@ def test_pods_run_non_root_as_the_images_user_on_a_read_only_root() -> None:
     for where, pod in workloads():
         assert pod.get("automountServiceAccountToken") is False, where
         assert pod["securityContext"]["fsGroup"] == IMAGE_UID, where
-        for ctr in pod["containers"]:
+        for ctr in pod["containers"] + pod.get("initContainers", []):
             sc = security(pod, ctr)
             assert sc["runAsNonRoot"] is True, where
             assert (sc["runAsUser"], sc["runAsGroup"]) == (IMAGE_UID, IMAGE_UID), where
@@ -396,7 +397,31 @@ def test_pods_run_non_root_as_the_images_user_on_a_read_only_root() -> None:
                 for m in ctr["volumeMounts"]
                 if "emptyDir" in volumes[m["name"]] and not m.get("readOnly")
             ]
-            assert writable == [WRITABLE], f"{where}: writable {writable}"
+            if ctr in pod["containers"]:
+                assert writable == [WRITABLE], f"{where}: writable {writable}"
+            else:  # an init container writes only into the emptyDir it prepares
+                assert len(writable) == 1, f"{where}: writable {writable}"
+
+
+def test_api_pods_start_with_the_kernels_the_image_compiled() -> None:
+    """The emptyDir at /tmp hides the image's numba cache; the init container copies it from
+    the image's NUMBA_CACHE_DIR into that same emptyDir, where the API finds it again."""
+    pod = resource("Deployment", "sepsis-api")["spec"]["template"]["spec"]
+    envs = " ".join(runtime("api").all("ENV"))
+    cache = re.search(r"NUMBA_CACHE_DIR=(\S+)", envs)
+    assert cache
+    (init,) = pod["initContainers"]
+    api = container("Deployment", "sepsis-api")
+    assert init["image"] == api["image"]
+    (seed,) = init["volumeMounts"]
+    (tmp,) = [m for m in api["volumeMounts"] if m["mountPath"] == WRITABLE]
+    assert (
+        seed["name"] == tmp["name"]
+        and "emptyDir" in {v["name"]: v for v in pod["volumes"]}[seed["name"]]
+    )
+    # cp -R SRC DEST with DEST absent: DEST becomes the copy, i.e. /tmp/numba in the API pod.
+    relative = Path(cache[1]).relative_to(WRITABLE)
+    assert init["command"] == ["cp", "-R", cache[1], f"{seed['mountPath']}/{relative}"]
 
 
 def test_what_the_app_writes_lands_in_the_writable_folder() -> None:
@@ -416,7 +441,7 @@ def test_what_the_app_writes_lands_in_the_writable_folder() -> None:
 
 def test_every_container_has_resource_requests_and_limits() -> None:
     for where, pod in workloads():
-        for ctr in pod["containers"]:
+        for ctr in pod["containers"] + pod.get("initContainers", []):
             res = ctr["resources"]
             for kind in ("requests", "limits"):
                 assert set(res[kind]) == {"cpu", "memory"}, f"{where}: {kind}"
