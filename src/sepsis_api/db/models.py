@@ -34,6 +34,13 @@ class Prediction(Base):
     label: Mapped[str] = mapped_column(String(16))
     risk_band: Mapped[str] = mapped_column(String(16))
     contributions: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    # The current outcome (the latest revision's in ``outcomes``, NULL: none yet), set by
+    # db/outcomes.py with each revision so that performance reads one table; not audited here.
+    outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+# Written with each estimate; ``outcome`` comes later (db/outcomes.py).
+AUDITED = tuple(c.key for c in Prediction.__table__.columns if c.key != "outcome")
 
 
 class ActiveVersion(Base):
