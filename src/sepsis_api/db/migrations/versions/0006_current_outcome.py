@@ -26,12 +26,23 @@ LATEST = (
 )
 
 
+# PostgreSQL: one pass over the outcomes joined to the predictions, not a look-up per row.
+LATEST_POSTGRESQL = (
+    "UPDATE predictions SET outcome = c.outcome FROM (SELECT DISTINCT ON (prediction_id) "
+    "prediction_id, outcome FROM outcomes ORDER BY prediction_id, revision DESC) AS c "
+    "WHERE predictions.id = c.prediction_id"
+)
+
+
 def upgrade() -> None:
     op.add_column("predictions", sa.Column("outcome", sa.String(16), nullable=True))
-    op.execute(
-        f"UPDATE predictions SET outcome = ({LATEST}) "
-        "WHERE id IN (SELECT prediction_id FROM outcomes)"
-    )
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(LATEST_POSTGRESQL)
+    else:
+        op.execute(
+            f"UPDATE predictions SET outcome = ({LATEST}) "
+            "WHERE id IN (SELECT prediction_id FROM outcomes)"
+        )
 
 
 def downgrade() -> None:
