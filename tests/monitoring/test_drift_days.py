@@ -166,8 +166,8 @@ def test_the_monitoring_task_counts_past_days_ahead_once(audit, shipped, train_c
 def test_a_day_stored_twice_keeps_the_first(audit):
     days = DriftDays(audit.engine)
     day = datetime(2026, 1, 5, tzinfo=UTC).date()
-    days.store("v", "m", "r" * 64, day, {"n": 3})
-    days.store("v", "m", "r" * 64, day, {"n": 3})  # a second worker that counted it too
+    days.store("v", "m", "r" * 64, {day: {"n": 3}})
+    days.store("v", "m", "r" * 64, {day: {"n": 4}})  # a second worker's (never differs)
     assert days.load("v", "m", "r" * 64, day, day) == {day: {"n": 3}}
     assert days.load("v", "m", "s" * 64, day, day) == {}  # other bins: not these counts
     with audit.engine.connect() as conn:

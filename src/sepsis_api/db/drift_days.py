@@ -34,23 +34,24 @@ class DriftDays:
         model_version: str,
         model_name: str,
         reference: str,
-        day: date,
-        counts: dict[str, Any],
+        days: dict[date, dict[str, Any]],
     ) -> None:
-        """Keep a day's counts; another process that stored the same day first wins (its
-        counts are the same)."""
+        """Keep the counts of ``days``, in one transaction; a day another process stored first
+        is left as it is (its counts are the same)."""
+        if not days:
+            return
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        stmt = (
-            dialect.insert(DriftDay)
-            .values(
-                model_version=model_version,
-                model_name=model_name,
-                reference=reference,
-                day=day,
-                counts=counts,
-                computed_at=datetime.now(UTC),
-            )
-            .on_conflict_do_nothing()
-        )
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "model_version": model_version,
+                "model_name": model_name,
+                "reference": reference,
+                "day": day,
+                "counts": counts,
+                "computed_at": now,
+            }
+            for day, counts in days.items()
+        ]
         with self.engine.begin() as conn:
-            conn.execute(stmt)
+            conn.execute(dialect.insert(DriftDay).on_conflict_do_nothing(), rows)

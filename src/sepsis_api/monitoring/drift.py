@@ -35,7 +35,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
@@ -378,14 +378,14 @@ def _counts(
         found = stored.load(version, name, reference, unknown[0], unknown[-1])
         for known_day, known in found.items():
             CLOSED_DAYS.put((*fingerprint, known_day), known)
+    counted: dict[date, dict[str, Any]] = {}
     for piece, whole in pieces:
         key = (*fingerprint, piece.since.date())
         counts = CLOSED_DAYS.get(key) if whole else None
         if counts is None:
             counts = _plain(_window_counts(engine, piece, features, risk_edges))
             if whole:
-                stored.store(version, name, reference, piece.since.date(), counts)
-                CLOSED_DAYS.put(key, counts)
+                counted[piece.since.date()] = counts
         for k, v in counts.items():
             total[k] = total.get(k, 0) + (v or 0)
         if counts["n"]:
@@ -398,6 +398,9 @@ def _counts(
                     "alert_rate": alerts / n,
                 }
             )
+    stored.store(version, name, reference, counted)  # one commit for all the new days
+    for day, counts in counted.items():
+        CLOSED_DAYS.put((*fingerprint, day), counts)
     return total, per_day
 
 
