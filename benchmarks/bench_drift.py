@@ -4,8 +4,9 @@ Fills an audit database with ``--rows`` estimates of the shipped default model (
 768 patients resampled over 30 days, scored by ``score``), starts a real server on it and times
 the drift route over a window of whole days holding them all (the first call, which counts every
 day, and the best of ``--repeats`` later ones, which count today's estimates and take the past
-days' counts kept by the first). This
-is not a test: it asserts nothing.
+days' counts kept by the first), then the first call of a new server process on the same
+database (the past days' counts are read from the database). This is not a test: it asserts
+nothing.
 
     python benchmarks/bench_drift.py --data ../shared/data [--rows 1000000] [--only sqlite]
 
@@ -16,6 +17,7 @@ PostgreSQL runs in a throwaway cluster (tests/pg.py) when its server binaries ar
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tempfile
 import time
@@ -91,7 +93,7 @@ def time_route(url: str, since: datetime, repeats: int) -> tuple[float, float, i
             times.append(time.perf_counter() - t0)
             r.raise_for_status()
             n = r.json()["n"]
-    return times[0], min(times[1:]), n
+    return times[0], min(times[1:], default=math.nan), n
 
 
 def run(name: str, database_url: str, args: argparse.Namespace, tmp: Path) -> None:
@@ -100,11 +102,15 @@ def run(name: str, database_url: str, args: argparse.Namespace, tmp: Path) -> No
     env = {"SEPSIS_API_DATABASE_URL": database_url, "SEPSIS_API_ACCESS_LOG": "false"}
     # No background monitoring in the timed server: only the route's own query runs.
     env["SEPSIS_API_MONITORING_INTERVAL_SECONDS"] = "0"
+    # From the midnight before the first estimate: whole days, as the default window is.
+    since = datetime.combine(start.date(), datetime.min.time(), tzinfo=UTC)
     with ServerProcess(tmp / name, env) as srv:
-        # From the midnight before the first estimate: whole days, as the default window is.
-        since = datetime.combine(start.date(), datetime.min.time(), tzinfo=UTC)
         cold, best, n = time_route(srv.url, since, args.repeats)
     print(f"  GET /v1/monitoring/drift over {n:,} estimates: first {cold:.3f} s, best {best:.3f} s")
+    # A new server process on the same database: the past days' counts are in the database.
+    with ServerProcess(tmp / f"{name}-restarted", env) as srv:
+        restarted, _, _ = time_route(srv.url, since, 0)
+    print(f"  after a restart: first call {restarted:.3f} s")
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ from sepsis_api.api.protocols.cds_auth import ReplayCache, TokenRefused
 from sepsis_api.config import Settings
 from sepsis_api.db.cds_feedback import FeedbackLog
 from sepsis_api.db.session import make_engine
+from sepsis_api.monitoring.stats import wilson
 from sepsis_api.schema import NOT_A_DEVICE
 
 SERVICE = "/cds-services/sepsis-risk"
@@ -437,6 +438,30 @@ def test_feedback_is_stored_and_read_back_on_postgresql(make_client, cds_setting
     engine = make_engine(url)
     _stored_and_read_back(client, keys, engine)
     engine.dispose()
+
+
+def test_feedback_is_counted_in_monitoring(cds, keys):
+    cards = [call(cds, keys, hook_request(prefetch())).json()["cards"][0]["uuid"] for _ in range(3)]
+    sent = [
+        _feedback(cards[0], "accepted"),
+        _feedback(cards[1], overrideReason=REASON),
+        _feedback(cards[2], overrideReason=REASON),
+        # the latest feedback of a card is what counts
+        _feedback(cards[2], "accepted", outcomeTimestamp="2026-12-02T04:00:00Z"),
+    ]
+    for body in sent:
+        assert cds.post(FEEDBACK, json=body, headers=bearer(keys.token())).status_code == 200
+    r = cds.get("/v1/monitoring/feedback")
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert (got["cards"], got["accepted"], got["overridden"]) == (3, 2, 1)
+    assert got["acceptance_rate"] == wilson(2, 3).as_dict()
+    reason = REASON["reason"]
+    assert got["override_reasons"] == [
+        {"system": reason["system"], "code": reason["code"], "display": reason["display"], "n": 1}
+    ]
+    bad = cds.get("/v1/monitoring/feedback", params={"model": "nope"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "model"
 
 
 def test_feedback_on_cards_not_issued_here_is_refused_whole(cds, keys):

@@ -4,7 +4,9 @@ run in a worker thread).
 
 With several worker processes sharing metrics files (api/metrics.py), one worker computes: the
 one holding an exclusive lock on a file in that folder. The others try again each interval,
-so when the computing worker dies, another takes over within one interval.
+so when the computing worker dies, another takes over within one interval. The computing
+worker also counts the drift of past days ahead (monitoring/drift.py ``count_past_days``):
+kept in the database, those counts serve every worker's drift calls.
 """
 
 from __future__ import annotations
@@ -24,11 +26,20 @@ from starlette.concurrency import run_in_threadpool
 from sepsis_api.api.metrics import MULTIPROC_ENV, MonitoringGauges
 from sepsis_api.api.service import Service
 from sepsis_api.monitoring import labelled
-from sepsis_api.monitoring.drift import DriftReport, Window, drift_report, finite_or_nan
+from sepsis_api.monitoring.drift import (
+    DriftReport,
+    Window,
+    count_past_days,
+    drift_report,
+    finite_or_nan,
+)
 from sepsis_api.monitoring.performance import figures
 
 log = logging.getLogger("sepsis_api")
 PERFORMANCE_WINDOW = timedelta(days=30)  # outcomes come in later than the estimates
+# Past days whose drift counts are made ahead of any call: the UI's longest span (12 weeks)
+# with a week to spare. Each day is counted once and kept in the database.
+PAST_DAYS = 13 * 7
 LOCK_NAME = "monitoring.lock"
 
 
@@ -92,7 +103,8 @@ Computed = tuple[list[DriftReport], dict[str, dict[str, Any]]]
 
 def compute(service: Service) -> Computed:
     """Drift over the default window and performance over PERFORMANCE_WINDOW, for every
-    model of the served version (runs in a worker thread)."""
+    model of the served version, and the drift counts of the last PAST_DAYS days not yet
+    counted (runs in a worker thread)."""
     version = service.predictor.version
     engine = service.audit.engine
     drift, performance = [], {}
@@ -102,6 +114,7 @@ def compute(service: Service) -> Computed:
         since = window.until - PERFORMANCE_WINDOW
         data = labelled.read(engine, labelled.Selection(version.version, name, since))
         performance[name] = figures(data)
+        count_past_days(engine, version.card, name, PAST_DAYS)
     return drift, performance
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Dialect, Engine, Table, insert, select, text, update
 
 from sepsis_api.db import migrate
-from sepsis_api.db.models import ActiveVersion, Base, Prediction
+from sepsis_api.db.models import AUDITED, ActiveVersion, Base, Prediction
 from sepsis_api.db.session import make_engine, sqlite_file
 
 if TYPE_CHECKING:
@@ -37,15 +37,15 @@ class BulkInsert:
     the interpreter lock once per statement instead of once per row (under load each take-back
     can wait for the event loop's thread). Column conversions (JSON, DateTime on SQLite...)
     come from the table definition and the engine's dialect; values shared by all rows are
-    converted once.
+    converted once. ``keys`` names the columns written (default: all of them).
     """
 
-    def __init__(self, table: Table, dialect: Dialect) -> None:
+    def __init__(self, table: Table, dialect: Dialect, keys: Sequence[str] | None = None) -> None:
         if dialect.paramstyle not in _MARKS:
             raise ValueError(f"unsupported driver parameter style {dialect.paramstyle!r}")
         quote = dialect.identifier_preparer.quote
-        self.keys = [c.key for c in table.columns]
-        names = ", ".join(quote(c.name) for c in table.columns)
+        self.keys = list(keys) if keys is not None else [c.key for c in table.columns]
+        names = ", ".join(quote(table.c[key].name) for key in self.keys)
         self._head = f"INSERT INTO {quote(table.name)} ({names}) VALUES "
         self._row = "(" + ", ".join([_MARKS[dialect.paramstyle]] * len(self.keys)) + ")"
         self.rows_per_statement = _max_parameters(dialect) // len(self.keys)
@@ -96,7 +96,9 @@ def _max_parameters(dialect: Dialect) -> int:
 class AuditLog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.insert = BulkInsert(Base.metadata.tables[Prediction.__tablename__], engine.dialect)
+        self.insert = BulkInsert(
+            Base.metadata.tables[Prediction.__tablename__], engine.dialect, AUDITED
+        )
 
     def record(self, rows: list[tuple[Any, ...]]) -> None:
         """Commit all rows (from ``self.insert.params``) or none; returns only once they are

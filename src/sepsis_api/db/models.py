@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Date, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -34,6 +34,13 @@ class Prediction(Base):
     label: Mapped[str] = mapped_column(String(16))
     risk_band: Mapped[str] = mapped_column(String(16))
     contributions: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    # The current outcome (the latest revision's in ``outcomes``, NULL: none yet), set by
+    # db/outcomes.py with each revision so that performance reads one table; not audited here.
+    outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+# Written with each estimate; ``outcome`` comes later (db/outcomes.py).
+AUDITED = tuple(c.key for c in Prediction.__table__.columns if c.key != "outcome")
 
 
 class ActiveVersion(Base):
@@ -93,3 +100,19 @@ class CDSFeedback(Base):
     accepted_suggestions: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     recorded_by: Mapped[str] = mapped_column(String(64))  # the EHR's issuer or the key's id
+
+
+class DriftDay(Base):
+    """The drift counts of one model over one whole UTC day that is over (monitoring/drift.py
+    ``day_counts``): written once, by whichever process counts the day first, never changed
+    (the audit log is append-only, so a past day's counts stay true)."""
+
+    __tablename__ = "drift_days"
+
+    model_version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # SHA-256 of the reference bins counted against (the card's edges and range)
+    reference: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON)
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

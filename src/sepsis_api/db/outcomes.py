@@ -1,7 +1,9 @@
 """Outcomes recorded against estimates: append-only revisions, one transaction per call.
 
 A prediction's current outcome is its highest revision; earlier revisions are kept. Sending the
-current outcome again (same outcome, observed_at, source and note) adds nothing.
+current outcome again (same outcome, observed_at, source and note) adds nothing. The current
+outcome is also copied onto the prediction's row (``predictions.outcome``, in the same
+transaction), where the performance figures read it without a join.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, RowMapping, insert, select
+from sqlalchemy import Connection, Engine, RowMapping, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from sepsis_api.db.models import Outcome, Prediction
+from sepsis_api.db.models import Base, Outcome, Prediction
 from sepsis_api.ids import new_id
 
 IN_LIST = 1_000  # ids per IN (...) list
@@ -117,6 +119,16 @@ class OutcomeLog:
             results.append((current[item.prediction_id], True))
         if added:
             conn.execute(insert(Outcome), added)
+            # The copy on the prediction's row (what performance reads), in this transaction:
+            # a writer racing for the same revision number fails on the insert above first.
+            latest = {r["prediction_id"]: r["outcome"] for r in added}
+            table = Base.metadata.tables[Prediction.__tablename__]
+            conn.execute(
+                update(table)
+                .where(table.c.id == bindparam("pid"))
+                .values(outcome=bindparam("current")),
+                [{"pid": pid, "current": o} for pid, o in latest.items()],
+            )
         return results
 
     def known(self, ids: Sequence[str]) -> set[str]:

@@ -48,12 +48,16 @@ def reliability(
         return []
     edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)))
     which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, max(len(edges) - 2, 0))
+    bins_used = max(len(edges) - 1, 1)
+    # one pass each for the counts, events and sums of every bin (not a mask per bin)
+    counts = np.bincount(which, minlength=bins_used)
+    events = np.bincount(which, weights=y, minlength=bins_used)
+    sums = np.bincount(which, weights=p, minlength=bins_used)
     out = []
-    for b in range(max(len(edges) - 1, 1)):
-        inside = which == b
-        n = int(inside.sum())
+    for b in range(bins_used):
+        n = int(counts[b])
         if n == 0:
             continue
-        rate = wilson(int(y[inside].sum()), n, confidence)
-        out.append({"n": n, "predicted": float(p[inside].mean()), **rate.as_dict()})
+        rate = wilson(int(events[b]), n, confidence)
+        out.append({"n": n, "predicted": float(sums[b] / n), **rate.as_dict()})
     return out

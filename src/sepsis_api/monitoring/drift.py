@@ -4,9 +4,13 @@ Per feature, the population stability index (PSI) of the live values against the
 data's decile bins (plus a "not measured" bin, so a change in how often a value is missing
 counts as drift); the same for the predicted risk against the out-of-fold probabilities; the
 alert rate with its Wilson interval against the card's; and the alerts per day. The counts
-come from one aggregate query per UTC day of the window, never from rows fetched into Python;
-the counts of a whole day that is over are kept (``ClosedDays``), so a window of many days
-costs a query over today's estimates once its past days have been counted.
+come from one aggregate query per UTC day of the window, never from rows fetched into Python.
+A whole day that is over is counted once: its counts are written to the ``drift_days`` table
+(db/drift_days.py), where every worker process and every later run finds them, and kept in
+memory (``ClosedDays``); so a window of many days costs a query over today's estimates once
+its past days have been counted, by a call or by the monitoring task (api/monitor.py), which
+counts the recent past days off the request path. Most of a day's cost is the aggregates
+themselves (about 130 comparisons and counts per row), not reading the JSON inputs.
 
 Thresholds are the usual ones of credit scoring, where PSI comes from: below 0.1 stable,
 0.1 to 0.25 a moderate shift worth a look (``warn``), 0.25 and above a shift (``alert``).
@@ -24,18 +28,21 @@ rates near the card's, too wide to tell.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
 import numpy as np
 from sqlalchemy import ColumnElement, Engine, and_, case, func, or_, select
 
+from sepsis_api.db.drift_days import DriftDays
 from sepsis_api.db.models import Prediction
 from sepsis_api.monitoring.stats import Interval, wilson
 from sepsis_api.schema import FEATURES, LABEL_POSITIVE
@@ -282,10 +289,11 @@ def _aware(t: datetime) -> datetime:
 
 
 class ClosedDays:
-    """Counts of whole UTC days that are over, kept per process (bounded, least recently used
-    dropped first). The audit log is append-only and stamps rows with the time of the request,
-    so a day's counts stop changing once it is over; a day is taken as over ``SETTLE`` after its
-    end, longer than any audit commit may wait (SEPSIS_API_AUDIT_WAIT_SECONDS)."""
+    """Counts of whole UTC days that are over, kept per process in front of the ``drift_days``
+    table (bounded, least recently used dropped first). The audit log is append-only and
+    stamps rows with the time of the request, so a day's counts stop changing once it is over;
+    a day is taken as over ``SETTLE`` after its end, longer than any audit commit may wait
+    (SEPSIS_API_AUDIT_WAIT_SECONDS)."""
 
     SETTLE = timedelta(minutes=5)
 
@@ -336,31 +344,77 @@ def _day_pieces(window: Window, first: datetime, last: datetime) -> list[tuple[W
     return pieces
 
 
+def reference_key(features: dict[str, dict[str, Any]], risk_edges: list[float]) -> str:
+    """SHA-256 of what a day is counted against: its counts hold only for these bins."""
+    bins = json.dumps({"features": features, "risk_edges": risk_edges}, sort_keys=True)
+    return hashlib.sha256(bins.encode()).hexdigest()
+
+
+def _plain(counts: dict[str, Any]) -> dict[str, Any]:
+    """Counts as JSON keeps them (a driver may give Decimal sums), so a day's counts are the
+    same whether just counted, kept in memory or read back from ``drift_days``."""
+    return {k: v if v is None or isinstance(v, int) else float(v) for k, v in counts.items()}
+
+
 def _counts(
     engine: Engine, window: Window, features: dict[str, dict[str, Any]], risk_edges: list[float]
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The window's counts, summed over its days (whole past days from ``CLOSED_DAYS`` when
-    there), and the estimates and alerts of each day."""
+    """The window's counts, summed over its days, and the estimates and alerts of each day.
+    A whole day that is over is counted once: then kept in ``CLOSED_DAYS`` and in the
+    ``drift_days`` table, where other processes and later runs find it."""
     span = _data_range(engine, window)
     total: dict[str, Any] = {"n": 0, "alerts": 0}
     per_day: list[dict[str, Any]] = []
     if span is None:
         return total, per_day
-    fingerprint = (str(engine.url), window.model_version, window.model_name, len(features))
-    for piece, whole in _day_pieces(window, *span):
+    reference = reference_key(features, risk_edges)
+    version, name = window.model_version, window.model_name
+    fingerprint = (str(engine.url), version, name, reference)
+    pieces = _day_pieces(window, *span)
+    stored = DriftDays(engine)
+    unknown = [p.since.date() for p, whole in pieces if whole]
+    unknown = [day for day in unknown if CLOSED_DAYS.get((*fingerprint, day)) is None]
+    if unknown:
+        found = stored.load(version, name, reference, unknown[0], unknown[-1])
+        for known_day, known in found.items():
+            CLOSED_DAYS.put((*fingerprint, known_day), known)
+    counted: dict[date, dict[str, Any]] = {}
+    for piece, whole in pieces:
         key = (*fingerprint, piece.since.date())
         counts = CLOSED_DAYS.get(key) if whole else None
         if counts is None:
-            counts = _window_counts(engine, piece, features, risk_edges)
+            counts = _plain(_window_counts(engine, piece, features, risk_edges))
             if whole:
-                CLOSED_DAYS.put(key, counts)
+                counted[piece.since.date()] = counts
         for k, v in counts.items():
             total[k] = total.get(k, 0) + (v or 0)
         if counts["n"]:
             n, alerts = int(counts["n"]), int(counts["alerts"])
-            day = piece.since.date().isoformat()
-            per_day.append({"date": day, "n": n, "alerts": alerts, "alert_rate": alerts / n})
+            per_day.append(
+                {
+                    "date": piece.since.date().isoformat(),
+                    "n": n,
+                    "alerts": alerts,
+                    "alert_rate": alerts / n,
+                }
+            )
+    stored.store(version, name, reference, counted)  # one commit for all the new days
+    for day, counts in counted.items():
+        CLOSED_DAYS.put((*fingerprint, day), counts)
     return total, per_day
+
+
+def count_past_days(engine: Engine, card: dict[str, Any], model_name: str, days: int) -> None:
+    """Count (and keep) the whole past days of the last ``days`` before today that are not
+    counted yet, for one model of the version of ``card``: the work of later drift calls over
+    them, done ahead (the monitoring task runs this off the request path)."""
+    ref = card.get("drift_reference")
+    risk_ref = ref["predicted_risk"].get(model_name) if ref else None
+    if ref is None or risk_ref is None:
+        return
+    today = datetime.combine(datetime.now(UTC).date(), datetime.min.time(), tzinfo=UTC)
+    window = Window(card["version"], model_name, today - timedelta(days=days), today)
+    _counts(engine, window, ref["features"], risk_ref["edges"])
 
 
 def _bin_counts(below: list[int], total: int) -> list[int]:

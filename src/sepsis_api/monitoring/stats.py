@@ -69,7 +69,8 @@ def delong_auc(y: np.ndarray, p: np.ndarray, confidence: float = 0.95) -> Interv
         return Interval.none()
     # One sort serves all three rankings: each class's scores are already in order within
     # the sorted whole, so their own midranks need no second sort.
-    order = np.argsort(p, kind="stable")
+    # Any sort will do: tied scores get one midrank, whatever their order among themselves.
+    order = np.argsort(p)
     ps, ys = p[order], y[order]
     tz = _sorted_midranks(ps)
     pos, neg = ps[ys], ps[~ys]

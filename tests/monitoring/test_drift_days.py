@@ -1,0 +1,174 @@
+"""Whole past days' drift counts kept in ``drift_days``: equal to a direct count of each day's
+rows, read back by a process that did not count them, written once by racing processes; on
+SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from sqlalchemy import event, func, select
+
+from sepsis_api.config import Settings
+from sepsis_api.db.audit import open_audit
+from sepsis_api.db.drift_days import DriftDays
+from sepsis_api.db.models import DriftDay
+from sepsis_api.ids import new_ids
+from sepsis_api.ml.data import load_table
+from sepsis_api.ml.scoring import Predictor, score
+from sepsis_api.monitoring import drift as d
+from sepsis_api.schema import FEATURES
+
+_names = itertools.count()
+N = 600
+
+
+def sample(train_csv, seed):
+    X = load_table(train_csv).X
+    return X[np.random.default_rng(seed).integers(0, len(X), N)]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def audit(request, tmp_path):
+    if request.param == "sqlite":
+        settings = Settings(_env_file=None, data_dir=tmp_path)
+    else:
+        url = request.getfixturevalue("postgres").create_database(f"days_{next(_names)}")
+        settings = Settings(_env_file=None, database_url=url)
+    log = open_audit(settings)
+    yield log
+    log.engine.dispose()
+
+
+def _fill(audit, model, X, stamps):
+    s = score(model, X)
+    each = {
+        "id": new_ids(len(X)),
+        "created_at": stamps,
+        "patient_id": [None] * len(X),
+        "inputs": [dict(zip([f.code for f in FEATURES], r, strict=True)) for r in X.tolist()],
+        "probability": s.probability.tolist(),
+        "label": s.label.tolist(),
+        "risk_band": s.band.tolist(),
+    }
+    same = {
+        "request_id": "r",
+        "caller": "t",
+        "source": "batch",
+        "model_name": model.name,
+        "model_version": model.version,
+        "threshold": model.threshold,
+        "contributions": None,
+    }
+    audit.record(audit.insert.params(len(X), each, same))
+    return s
+
+
+def _direct(card, name, X, probability, alerts):
+    """A day's counts computed from its rows with numpy, under drift.py's keys."""
+    ref = card["drift_reference"]
+    out = {"n": len(X), "alerts": int(alerts)}
+    for j, f in enumerate(FEATURES):
+        fref = ref["features"][f.code]
+        col = X[:, j]
+        seen = col[~(np.isnan(col) | ((col == 0) if f.zero_means_missing else False))]
+        lo, hi = fref["valid_range"]
+        out[f"{f.code}:observed"] = len(seen)
+        out[f"{f.code}:out"] = int(((seen < lo) | (seen > hi)).sum())
+        for i, e in enumerate(fref["edges"]):
+            out[f"{f.code}:<{i}"] = int((seen < e).sum())
+    for i, e in enumerate(ref["predicted_risk"][name]["edges"]):
+        out[f"risk:<{i}"] = int((probability < e).sum())
+    return out
+
+
+def test_past_days_are_stored_equal_to_a_direct_count_and_read_back(audit, shipped, train_csv):
+    model = Predictor(shipped).default
+    X = sample(train_csv, 7)
+    now = datetime.now(UTC)
+    # 600 estimates: 150 on each of three whole past days, 150 today
+    stamps = [now - timedelta(days=3 - i // 150, minutes=i % 150) for i in range(N)]
+    s = _fill(audit, model, X, stamps)
+    window = d.Window.recent(shipped.version, model.name)
+    d.CLOSED_DAYS.clear()
+    first = d.drift_report(audit.engine, shipped.card, window).as_dict()
+
+    days = np.array([t.date() for t in stamps])
+    with audit.engine.connect() as conn:
+        stored = dict(conn.execute(select(DriftDay.day, DriftDay.counts)).all())
+    over = _over(days, now)
+    assert set(stored) == over and len(over) >= 2
+    for day, counts in stored.items():
+        rows = days == day
+        want = _direct(
+            shipped.card, model.name, X[rows], s.probability[rows], s.positive[rows].sum()
+        )
+        assert {k: counts[k] for k in want} == want, day
+
+    # Another process (nothing in memory) reads the past days back: it counts today only.
+    d.CLOSED_DAYS.clear()
+    counted: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args):
+        if '"risk:<0"' in statement:  # a day's aggregate (its column names)
+            counted.append(statement)
+
+    event.listen(audit.engine, "before_cursor_execute", seen)
+    try:
+        again = d.drift_report(audit.engine, shipped.card, window).as_dict()
+    finally:
+        event.remove(audit.engine, "before_cursor_execute", seen)
+    assert again == first
+    # only the days not over yet (today) are counted again
+    assert len(counted) == len(first["alerts_per_day"]) - len(over) >= 1
+
+
+def _over(days, now):
+    """The whole days that are over (SETTLE after their end) among ``days``."""
+    return {
+        day
+        for day in set(days)
+        if datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(days=1)
+        <= now - d.ClosedDays.SETTLE
+    }
+
+
+def test_the_monitoring_task_counts_past_days_ahead_once(audit, shipped, train_csv):
+    model = Predictor(shipped).default
+    now = datetime.now(UTC)
+    stamps = [now - timedelta(days=5 - i // 100, minutes=i % 100) for i in range(N)]
+    _fill(audit, model, sample(train_csv, 8), stamps)
+    counted: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args):
+        if '"risk:<0"' in statement:
+            counted.append(statement)
+
+    event.listen(audit.engine, "before_cursor_execute", seen)
+    try:
+        d.CLOSED_DAYS.clear()
+        d.count_past_days(audit.engine, shipped.card, model.name, 7)
+        first = len(counted)
+        d.CLOSED_DAYS.clear()  # a restart: the days are read back, not counted again
+        d.count_past_days(audit.engine, shipped.card, model.name, 7)
+    finally:
+        event.remove(audit.engine, "before_cursor_execute", seen)
+    with audit.engine.connect() as conn:
+        stored = set(conn.scalars(select(DriftDay.day)))
+    past = {t.date() for t in stamps} - {now.date()}
+    assert stored == _over(past, now) and len(stored) >= 4
+    # each past day counted once; again only a day not over yet (just after midnight)
+    assert first == len(past) and len(counted) - first == len(past) - len(stored)
+
+
+def test_a_day_stored_twice_keeps_the_first(audit):
+    days = DriftDays(audit.engine)
+    day = datetime(2026, 1, 5, tzinfo=UTC).date()
+    days.store("v", "m", "r" * 64, {day: {"n": 3}})
+    days.store("v", "m", "r" * 64, {day: {"n": 4}})  # a second worker's (never differs)
+    assert days.load("v", "m", "r" * 64, day, day) == {day: {"n": 3}}
+    assert days.load("v", "m", "s" * 64, day, day) == {}  # other bins: not these counts
+    with audit.engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(DriftDay)) == 1
