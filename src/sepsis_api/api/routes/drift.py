@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from sepsis_api.api.errors import ERRORS, APIError, json_response
-from sepsis_api.api.routes.predictions import DateTimeQuery, read_off_loop
+from sepsis_api.api.routes.monitoring_query import ModelName, ModelVersion, Since, Until
+from sepsis_api.api.routes.predictions import read_off_loop
 from sepsis_api.api.security import caller_id
 from sepsis_api.ml.store import ArtifactError, registry_for
 from sepsis_api.monitoring.drift import DEFAULT_WINDOW, Window, drift_report
@@ -87,22 +87,10 @@ def model_in(card: dict[str, Any], model: str | None) -> str:
 )
 async def drift(
     request: Request,
-    since: Annotated[
-        datetime | None,
-        DateTimeQuery,
-        Query(description="Estimates created at or after this RFC 3339 date-time."),
-    ] = None,
-    until: Annotated[
-        datetime | None,
-        DateTimeQuery,
-        Query(description="Estimates created before this RFC 3339 date-time (default now)."),
-    ] = None,
-    model_version: Annotated[
-        str | None, Query(max_length=64, description="Default: the served version.")
-    ] = None,
-    model: Annotated[
-        str | None, Query(max_length=64, description="Default: the version's default model.")
-    ] = None,
+    since: Since = None,
+    until: Until = None,
+    model_version: ModelVersion = None,
+    model: ModelName = None,
 ) -> Response:
     card = version_card(request, model_version)
     window = Window.recent(card["version"], model_in(card, model), since, until)

@@ -3,15 +3,13 @@ overridden), computed by monitoring/feedback.py in a worker thread."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from sepsis_api.api.errors import ERRORS, json_response
 from sepsis_api.api.routes.drift import model_in, version_card
-from sepsis_api.api.routes.predictions import DateTimeQuery, read_off_loop
+from sepsis_api.api.routes.monitoring_query import ModelName, ModelVersion, Since, Until
+from sepsis_api.api.routes.predictions import read_off_loop
 from sepsis_api.api.security import caller_id
 from sepsis_api.monitoring.feedback import Selection, feedback_report
 
@@ -32,22 +30,10 @@ router = APIRouter(prefix="/v1", tags=["monitoring"], dependencies=[Depends(call
 )
 async def feedback(
     request: Request,
-    since: Annotated[
-        datetime | None,
-        DateTimeQuery,
-        Query(description="Estimates created at or after this RFC 3339 date-time."),
-    ] = None,
-    until: Annotated[
-        datetime | None,
-        DateTimeQuery,
-        Query(description="Estimates created before this RFC 3339 date-time."),
-    ] = None,
-    model_version: Annotated[
-        str | None, Query(max_length=64, description="Default: the served version.")
-    ] = None,
-    model: Annotated[
-        str | None, Query(max_length=64, description="Default: the version's default model.")
-    ] = None,
+    since: Since = None,
+    until: Until = None,
+    model_version: ModelVersion = None,
+    model: ModelName = None,
 ) -> Response:
     card = version_card(request, model_version)
     name = model_in(card, model)

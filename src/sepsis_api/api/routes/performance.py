@@ -6,7 +6,6 @@ monitoring/performance.py), never on the event loop, so predictions are not held
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -14,7 +13,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from sepsis_api.api.errors import ERRORS, APIError, json_response
-from sepsis_api.api.routes.predictions import DateTimeQuery, read_off_loop
+from sepsis_api.api.routes.monitoring_query import ModelName, ModelVersion, Since, Until
+from sepsis_api.api.routes.predictions import read_off_loop
 from sepsis_api.api.security import caller_id
 from sepsis_api.ml.scoring import Predictor
 from sepsis_api.ml.store import ArtifactError, registry_for
@@ -140,24 +140,10 @@ def _card(request: Request, version: str | None) -> tuple[str, dict[str, Any]]:
 )
 async def performance(
     request: Request,
-    model_version: Annotated[
-        str | None,
-        Query(max_length=64, description="Model version (default: the served one)."),
-    ] = None,
-    model: Annotated[
-        str | None,
-        Query(max_length=64, description="Model name (default: the version's default model)."),
-    ] = None,
-    since: Annotated[
-        datetime | None,
-        DateTimeQuery,
-        Query(description="Estimates created at or after this RFC 3339 date-time."),
-    ] = None,
-    until: Annotated[
-        datetime | None,
-        DateTimeQuery,
-        Query(description="Estimates created before this RFC 3339 date-time."),
-    ] = None,
+    model_version: ModelVersion = None,
+    model: ModelName = None,
+    since: Since = None,
+    until: Until = None,
     every: Annotated[
         Literal["week", "month"] | None,
         Query(description="Also the figures per calendar week (from Monday) or month, UTC."),
