@@ -43,9 +43,10 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from sepsis_api.batch.frames import OUTPUT_SCHEMA, BatchResult, rejected_batch, score_rows
-from sepsis_api.ml.data import DEFAULT_CHUNK_ROWS, DataError, RowError, read_tables
+from sepsis_api.ml.data import DEFAULT_CHUNK_ROWS, DataError, RowError, read_tables, reread_ids
 from sepsis_api.ml.locations import is_parquet, is_url, locate
 from sepsis_api.ml.scoring import ServedModel
+from sepsis_api.ml.seen_ids import SeenIds
 
 # Six decimals, written as a decimal so that every one is written ("0.500000", not "0.5").
 _CSV_PROBABILITY = pa.decimal128(7, 6)
@@ -95,7 +96,8 @@ def score_file(
     invalid row; ``OSError`` when the output cannot be written.
     """
     check_writable(output)
-    seen_ids: set[str] = set()
+    # IDs in rising order (a file sorted by ID) cost no memory; others are read again once.
+    seen_ids = SeenIds(reread=lambda: reread_ids(input_path, chunk_rows=chunk_rows))
 
     def results() -> Generator[BatchResult, None, None]:
         first_row = 1
