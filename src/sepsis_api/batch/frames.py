@@ -20,10 +20,9 @@ import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -39,6 +38,9 @@ from sepsis_api.ml.scoring import BANDS, ServedModel, open_model, score, served_
 from sepsis_api.ml.seen_ids import SeenIds
 from sepsis_api.ml.store import CARD, ArtifactError, ModelVersion, Registry
 from sepsis_api.schema import ID_COLUMN, LABELS
+
+if TYPE_CHECKING:
+    import pandas as pd  # score_pandas only: the Arrow path does without it
 
 _OUTPUT_TYPES: dict[str, pa.DataType] = {
     ID_COLUMN: pa.string(),

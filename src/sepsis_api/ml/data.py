@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO, cast
 
 import numpy as np
-import pandas as pd
 
 from sepsis_api.ml.locations import Location, is_parquet, locate
 from sepsis_api.schema import (
@@ -28,6 +27,7 @@ from sepsis_api.schema import (
 )
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pyarrow as pa
 
     from sepsis_api.ml.seen_ids import SeenIds
@@ -116,6 +116,8 @@ def _as_text(s: pd.Series) -> pd.Series:
 def _validate_feature(
     f: Feature, raw: pd.Series, rows: np.ndarray, errors: dict[int, RowError]
 ) -> np.ndarray:
+    import pandas as pd
+
     if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
         values = raw.to_numpy(dtype=np.float64, na_value=np.nan)
         empty = np.isnan(values)
@@ -476,6 +478,8 @@ def _validate_arrow_feature(
         else:
             values = np.asarray(text.cast(pa.float64()), dtype=np.float64)
     except pa.ArrowInvalid:  # some value is not a number: parse this column as pandas does
+        import pandas as pd
+
         values = pd.to_numeric(text.to_pandas(), errors="coerce").to_numpy(
             dtype=np.float64, na_value=np.nan
         )
@@ -492,6 +496,8 @@ def _validate_arrow_feature(
 
 
 def _csv_frames(fh: TextIO, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    import pandas as pd
+
     try:
         for frame in pd.read_csv(
             fh,
@@ -512,6 +518,8 @@ def _csv_frames(fh: TextIO, chunk_rows: int) -> Iterator[pd.DataFrame]:
 
 def read_csv_bytes(data: bytes) -> pd.DataFrame:
     """A whole CSV held in memory (an upload), read exactly like a file; raises DataError."""
+    import pandas as pd
+
     stream = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline=None)
     try:
         frames = list(_csv_frames(stream, DEFAULT_CHUNK_ROWS))
