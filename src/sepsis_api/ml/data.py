@@ -651,13 +651,14 @@ def _typed_csv(
     place: Location, header: list[str], skip: int, chunk_rows: int, want_label: bool
 ) -> Generator[pa.Table, None, None]:
     """The rows with the features parsed as float64 by Arrow (an empty cell is null) and the
-    other columns as text, by the multi-threaded streaming reader.
+    other columns as text, by the streaming reader. One thread: the offline engine reads in a
+    thread of its own beside scoring and writing (Arrow's threads measured no faster on two
+    cores, and then cannot number a bad row).
 
     Raises ``_Untyped`` where that could differ from the text reader's result: a cell Arrow
     does not take for a number (``" 2 "`` with other spaces, ``x``...: the text reader names it
     or reads it as pandas does), a cell it reads as NaN (``nan`` is an error naming the cell
-    as written), a row with another number of fields (its row number is known only to the
-    serial reader), or text that is not UTF-8."""
+    as written), a row with another number of fields, or text that is not UTF-8."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pcsv
@@ -677,7 +678,7 @@ def _typed_csv(
         reader = pcsv.open_csv(
             place.filesystem.open_input_stream(place.path),  # type: ignore[arg-type]  # stubs: IO only
             read_options=pcsv.ReadOptions(
-                column_names=internal, skip_rows=skip, block_size=block, use_threads=True
+                column_names=internal, skip_rows=skip, block_size=block, use_threads=False
             ),
             parse_options=pcsv.ParseOptions(
                 newlines_in_values=True, invalid_row_handler=on_bad_row
