@@ -20,16 +20,27 @@ import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from sepsis_api.ml.data import Batch, DataError, RowError, validate_arrow, validate_frame
+from sepsis_api.ml.data import (
+    ArrowBatch,
+    Batch,
+    DataError,
+    RowError,
+    validate_arrow_batch,
+    validate_frame,
+)
 from sepsis_api.ml.scoring import BANDS, ServedModel, open_model, score, served_model_of
+from sepsis_api.ml.seen_ids import SeenIds
 from sepsis_api.ml.store import CARD, ArtifactError, ModelVersion, Registry
 from sepsis_api.schema import ID_COLUMN, LABELS
+
+if TYPE_CHECKING:
+    import pandas as pd  # score_pandas only: the Arrow path does without it
 
 _OUTPUT_TYPES: dict[str, pa.DataType] = {
     ID_COLUMN: pa.string(),
@@ -65,7 +76,7 @@ def score_batch(
     *,
     first_row: int = 1,
     skip_invalid: bool = False,
-    seen_ids: set[str] | None = None,
+    seen_ids: set[str] | SeenIds | None = None,
 ) -> pa.RecordBatch:
     """Score one batch of patients with ``served`` (``ml.scoring.score``): ``OUTPUT_SCHEMA``.
 
@@ -73,7 +84,8 @@ def score_batch(
     and missing IDs carry the file's row numbers. An invalid row raises ``DataError`` naming its
     row, column, value and what was expected, unless ``skip_invalid`` (then it is left out; use
     ``score_rows`` to get the reasons). ``seen_ids`` carries the IDs of earlier batches of the
-    same file (a duplicate ID is invalid); without it duplicates are looked for in this batch.
+    same file (a duplicate ID is invalid), as a ``set`` or a ``SeenIds`` (``ml.seen_ids``:
+    compact, for millions of IDs); without it duplicates are looked for in this batch.
     """
     result = score_rows(batch, served, first_row=first_row, seen_ids=seen_ids)
     if result.rejected and not skip_invalid:
@@ -86,10 +98,10 @@ def score_rows(
     served: ServedModel,
     *,
     first_row: int = 1,
-    seen_ids: set[str] | None = None,
+    seen_ids: set[str] | SeenIds | None = None,
 ) -> BatchResult:
     """``score_batch`` that returns the invalid rows with their reasons instead of raising."""
-    valid = validate_arrow(batch, first_row=first_row, seen_ids=seen_ids)
+    valid = validate_arrow_batch(batch, first_row=first_row, seen_ids=seen_ids)
     return BatchResult(scored_batch(served, valid), valid.errors)
 
 
@@ -107,18 +119,20 @@ def score_pandas(
     return score_batch(batch, served, first_row=first_row, skip_invalid=skip_invalid).to_pandas()
 
 
-def scored_batch(served: ServedModel, valid: Batch) -> pa.RecordBatch:
-    """The scores of validated rows as ``OUTPUT_SCHEMA`` (labels and bands by index, no
-    per-row Python strings)."""
+def scored_batch(served: ServedModel, valid: Batch | ArrowBatch) -> pa.RecordBatch:
+    """The scores of validated rows as ``OUTPUT_SCHEMA``: Arrow arrays throughout (labels and
+    bands by index, the model's name and version as one repeated value, a missing ID as the
+    row number), no Python string per row."""
     scores = score(served, valid.X)
     n = len(valid)
-    ids = valid.ids
-    if None in ids:
-        rows = valid.rows.tolist()
-        ids = [i if i is not None else str(r) for i, r in zip(ids, rows, strict=True)]
+    ids = valid.ids if isinstance(valid, ArrowBatch) else pa.array(valid.ids, pa.string())
+    if ids is None:
+        ids = pc.cast(pa.array(valid.rows), pa.string())
+    elif ids.null_count:
+        ids = pc.coalesce(ids, pc.cast(pa.array(valid.rows), pa.string()))
     return pa.RecordBatch.from_arrays(
         [
-            pa.array(ids, pa.string()),
+            ids,
             pa.array(scores.probability, pa.float64()),
             _LABELS.take(scores.positive.view(np.int8)),
             _BANDS.take(pa.array(served.bands.index(scores.probability))),

@@ -34,24 +34,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from sepsis_api.batch.csv_out import ScoresCsv
 from sepsis_api.batch.frames import OUTPUT_SCHEMA, BatchResult, rejected_batch, score_rows
-from sepsis_api.ml.data import DEFAULT_CHUNK_ROWS, DataError, RowError, read_tables
+from sepsis_api.ml.data import DEFAULT_CHUNK_ROWS, DataError, RowError, read_tables, reread_ids
 from sepsis_api.ml.locations import is_parquet, is_url, locate
 from sepsis_api.ml.scoring import ServedModel
-
-# Six decimals, written as a decimal so that every one is written ("0.500000", not "0.5").
-_CSV_PROBABILITY = pa.decimal128(7, 6)
-_CSV_SCHEMA = OUTPUT_SCHEMA.set(
-    OUTPUT_SCHEMA.get_field_index("probability"), pa.field("probability", _CSV_PROBABILITY)
-)
+from sepsis_api.ml.seen_ids import SeenIds
 
 T = TypeVar("T")
 
@@ -95,7 +90,8 @@ def score_file(
     invalid row; ``OSError`` when the output cannot be written.
     """
     check_writable(output)
-    seen_ids: set[str] = set()
+    # IDs in rising order (a file sorted by ID) cost no memory; others are read again once.
+    seen_ids = SeenIds(reread=lambda: reread_ids(input_path, chunk_rows=chunk_rows))
 
     def results() -> Generator[BatchResult, None, None]:
         first_row = 1
@@ -228,14 +224,20 @@ class _Writer:
 
     def __init__(self, path: Path, *, parquet: bool) -> None:
         self._writer: Any = None
+        self._file: BinaryIO | None = None
         self._path, self._parquet = path, parquet
 
     def write(self, batch: pa.RecordBatch) -> None:
-        if batch.schema == OUTPUT_SCHEMA and not self._parquet:
-            batch = _for_csv(batch)
         if self._writer is None:  # opened with the first batch's schema
             if self._parquet:
-                self._writer = pq.ParquetWriter(self._path, batch.schema)
+                self._writer = pq.ParquetWriter(
+                    self._path,
+                    batch.schema,
+                    use_dictionary=_FEW_VALUES,  # type: ignore[arg-type]  # stubs: bool only
+                )
+            elif batch.schema == OUTPUT_SCHEMA:
+                self._file = open(self._path, "wb")  # noqa: SIM115  # closed by close()
+                self._writer = ScoresCsv(self._file)
             else:
                 self._writer = pcsv.CSVWriter(self._path, batch.schema)
         self._writer.write(batch)
@@ -243,18 +245,22 @@ class _Writer:
     def close(self) -> None:
         if self._writer is None:  # no row at all: the header alone
             self.write(pa.RecordBatch.from_pylist([], schema=OUTPUT_SCHEMA))
-        self._writer.close()
-        self._writer = None
+        self._shut()
+
+    def _shut(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        elif self._writer is not None:
+            self._writer.close()
+        self._writer = self._file = None
 
     def __enter__(self) -> _Writer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        self._shut()
 
 
-def _for_csv(batch: pa.RecordBatch) -> pa.RecordBatch:
-    i = batch.schema.get_field_index("probability")
-    six = pc.cast(batch.column(i), _CSV_PROBABILITY, safe=False)  # rounded to 6 decimals
-    return batch.set_column(i, "probability", six)
+# Parquet dictionary-encodes only the columns of a few values: an ID or a probability is
+# nearly always new, and trying costs a hash per value.
+_FEW_VALUES = ["label", "risk_band", "model", "model_version"]

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO, cast
 
 import numpy as np
-import pandas as pd
 
 from sepsis_api.ml.locations import Location, is_parquet, locate
 from sepsis_api.schema import (
@@ -28,7 +27,10 @@ from sepsis_api.schema import (
 )
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pyarrow as pa
+
+    from sepsis_api.ml.seen_ids import SeenIds
 
 DEFAULT_CHUNK_ROWS = 100_000
 _LABEL_ALIASES = ("sepssis", "sepsis")
@@ -114,6 +116,8 @@ def _as_text(s: pd.Series) -> pd.Series:
 def _validate_feature(
     f: Feature, raw: pd.Series, rows: np.ndarray, errors: dict[int, RowError]
 ) -> np.ndarray:
+    import pandas as pd
+
     if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
         values = raw.to_numpy(dtype=np.float64, na_value=np.nan)
         empty = np.isnan(values)
@@ -195,9 +199,10 @@ def validate_frame(
     *,
     first_row: int = 1,
     want_label: bool = False,
-    seen_ids: set[str] | None = None,
+    seen_ids: set[str] | SeenIds | None = None,
 ) -> Batch:
-    """Validate a raw table; valid rows go to the batch, the rest to ``batch.errors``."""
+    """Validate a raw table; valid rows go to the batch, the rest to ``batch.errors``.
+    ``seen_ids`` holds the IDs of earlier batches of the same file (a repeat is invalid)."""
     cols = _column_map(list(df.columns), want_label=want_label)
     n = len(df)
     rows = np.arange(first_row, first_row + n)
@@ -208,15 +213,22 @@ def validate_frame(
 
     ids: list[str | None] = [None] * n
     if ID_COLUMN in cols:
-        text = _as_text(df[cols[ID_COLUMN]])
-        seen = seen_ids if seen_ids is not None else set()
-        for i, value in enumerate(text.tolist()):
-            if not value:
-                continue
-            if value in seen:
-                errors.setdefault(i, RowError(int(rows[i]), ID_COLUMN, value, "duplicate ID"))
-            seen.add(value)
-            ids[i] = value
+        values = cast("list[str]", _as_text(df[cols[ID_COLUMN]]).tolist())
+        ids = [v or None for v in values]
+        if seen_ids is None or isinstance(seen_ids, set):
+            seen = seen_ids if seen_ids is not None else set()
+            for i, value in enumerate(values):
+                if not value:
+                    continue
+                if value in seen:
+                    errors.setdefault(i, RowError(int(rows[i]), ID_COLUMN, value, "duplicate ID"))
+                seen.add(value)
+        else:  # a SeenIds: the same rule over Arrow's copy of the IDs
+            import pyarrow as pa
+
+            given = np.array([bool(v) for v in values], dtype=bool)
+            for i in map(int, np.flatnonzero(seen_ids.add(pa.array(values, pa.string()), given))):
+                errors.setdefault(i, RowError(int(rows[i]), ID_COLUMN, values[i], "duplicate ID"))
 
     y = None
     if LABEL_COLUMN in cols:
@@ -254,16 +266,51 @@ def validate_arrow(
     *,
     first_row: int = 1,
     want_label: bool = False,
-    seen_ids: set[str] | None = None,
+    seen_ids: set[str] | SeenIds | None = None,
 ) -> Batch:
     """``validate_frame`` over an Arrow batch, without building a pandas table: the same
     columns accepted, the same errors with the same row, column, value and reason. Text is
     trimmed and parsed by Arrow (it accepts exactly the numbers pandas does; tests/ml/
     test_validate_arrow.py); a column of another type than text or numbers (bool, decimal, ...)
     sends the batch through ``validate_frame``, which reads it as it always did.
+    ``validate_arrow_batch`` is the same with the IDs left an Arrow array.
     """
+    valid = validate_arrow_batch(
+        batch, first_row=first_row, want_label=want_label, seen_ids=seen_ids
+    )
+    ids: list[str | None] = [None] * len(valid) if valid.ids is None else valid.ids.to_pylist()
+    return Batch(X=valid.X, ids=ids, rows=valid.rows, y=valid.y, errors=valid.errors)
+
+
+@dataclass(slots=True)
+class ArrowBatch:
+    """``validate_arrow_batch``'s valid rows: a ``Batch`` whose IDs are an Arrow string array
+    (trimmed; null where a row has none), or None when the table has no ID column."""
+
+    X: np.ndarray
+    ids: pa.Array[Any] | None
+    rows: np.ndarray
+    y: np.ndarray | None = None
+    errors: list[RowError] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def validate_arrow_batch(
+    batch: pa.RecordBatch | pa.Table,
+    *,
+    first_row: int = 1,
+    want_label: bool = False,
+    seen_ids: set[str] | SeenIds | None = None,
+) -> ArrowBatch:
+    """``validate_arrow`` without a Python object per row: the IDs stay an Arrow array, and
+    ``seen_ids`` (the IDs of earlier batches of the same file; without it, duplicates are
+    looked for in this batch) may be a ``SeenIds`` rather than a ``set``."""
     import pyarrow as pa
     import pyarrow.compute as pc
+
+    from sepsis_api.ml.seen_ids import SeenIds  # numba: loaded by the batch paths only
 
     table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
     names = [str(c) for c in table.schema.names]
@@ -271,8 +318,11 @@ def validate_arrow(
     kinds = {key: _arrow_kind(table.schema.field(i).type) for key, i in index.items()}
     text_only = [k for k in (ID_COLUMN, LABEL_COLUMN) if k in kinds]
     if None in kinds.values() or any(kinds[k] != "text" for k in text_only):
-        return validate_frame(
+        framed = validate_frame(
             table.to_pandas(), first_row=first_row, want_label=want_label, seen_ids=seen_ids
+        )
+        return ArrowBatch(
+            framed.X, pa.array(framed.ids, pa.string()), framed.rows, framed.y, framed.errors
         )
     n = table.num_rows
     rows = np.arange(first_row, first_row + n)
@@ -281,25 +331,19 @@ def validate_arrow(
     for j, f in enumerate(FEATURES):
         X[:, j] = _validate_arrow_feature(f, table.column(index[f.code]), rows, errors)
 
-    ids: list[str | None] = [None] * n
+    ids: pa.Array[Any] | None = None
     if ID_COLUMN in index:
-        text = _arrow_text(table.column(index[ID_COLUMN]))
-        values = cast("list[str]", text.to_pylist())  # nulls were filled with ""
-        has_empty = bool(pc.any(pc.equal(text, pa.scalar(""))).as_py())
-        ids = [v or None for v in values] if has_empty else list[str | None](values)
-        given = set(v for v in values if v) if has_empty else set(values)
-        seen = seen_ids if seen_ids is not None else set()
-        if len(given) == len(values) - (values.count("") if has_empty else 0) and (
-            seen.isdisjoint(given)
-        ):
-            seen |= given  # the usual case, without a Python loop
+        text, given = _id_text(table.column(index[ID_COLUMN]))
+        if isinstance(seen_ids, set):
+            _python_duplicates(text, given, seen_ids, rows, errors)
         else:
-            for i, value in enumerate(ids):
-                if value is None:
-                    continue
-                if value in seen:
-                    errors.setdefault(i, RowError(int(rows[i]), ID_COLUMN, value, "duplicate ID"))
-                seen.add(value)
+            seen = seen_ids if seen_ids is not None else SeenIds()
+            for i in map(int, np.flatnonzero(seen.add(text, given))):
+                value = str(text[i].as_py())
+                errors.setdefault(i, RowError(int(rows[i]), ID_COLUMN, value, "duplicate ID"))
+        ids = (
+            text if given.all() else pc.if_else(pa.array(given), text, pa.scalar(None, pa.string()))
+        )
 
     y = None
     if want_label:
@@ -317,16 +361,68 @@ def validate_arrow(
                 ),
             )
     if not errors:
-        return Batch(X=X, ids=ids, rows=rows, y=None if y is None else y.astype(np.int64))
+        return ArrowBatch(X=X, ids=ids, rows=rows, y=None if y is None else y.astype(np.int64))
     keep = np.ones(n, dtype=bool)
     keep[list(errors)] = False
-    return Batch(
+    return ArrowBatch(
         X=X[keep],
-        ids=[ids[i] for i in np.flatnonzero(keep)],
+        ids=None if ids is None else ids.filter(pa.array(keep)),
         rows=rows[keep],
         y=None if y is None else y[keep].astype(np.int64),
         errors=[errors[i] for i in sorted(errors)],
     )
+
+
+def _id_text(col: pa.ChunkedArray[Any]) -> tuple[pa.Array[Any], np.ndarray]:
+    """A text ID column as validation reads it (trimmed, "" where none) and where a row has
+    one."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = _arrow_text(col).combine_chunks()
+    return text, pc.not_equal(text, pa.scalar("")).to_numpy(zero_copy_only=False)
+
+
+def reread_ids(
+    location: str | Path, *, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> Iterator[tuple[pa.Array[Any], np.ndarray]]:
+    """The IDs of ``location`` read again, batch by batch from the first row, as validation
+    reads them (``_id_text``, or pandas' text for an ID column of numbers), with the rows
+    that have one: what a ``SeenIds`` reads when the IDs stop rising."""
+    import pyarrow as pa
+
+    for table in read_tables(location, chunk_rows=chunk_rows):
+        names = [str(c) for c in table.schema.names]
+        at = _wanted(names, want_label=False).get(ID_COLUMN)
+        if at is None:
+            yield pa.array([""] * table.num_rows, pa.string()), np.zeros(table.num_rows, bool)
+        elif _arrow_kind(table.schema.field(at).type) == "text":
+            yield _id_text(table.column(at))
+        else:
+            values = _as_text(table.column(at).to_pandas()).tolist()
+            yield pa.array(values, pa.string()), np.array([bool(v) for v in values], dtype=bool)
+
+
+def _python_duplicates(
+    text: pa.Array[Any],
+    given: np.ndarray,
+    seen: set[str],
+    rows: np.ndarray,
+    errors: dict[int, RowError],
+) -> None:
+    """The duplicate-ID rule over a ``set`` of the IDs seen (``validate_frame``'s)."""
+    values = cast("list[str]", text.to_pylist())  # nulls were filled with ""
+    present = [v for v in values if v] if not given.all() else values
+    fresh = set(present)
+    if len(fresh) == len(present) and seen.isdisjoint(fresh):
+        seen |= fresh  # the usual case, without a Python loop
+        return
+    for i, value in enumerate(values):
+        if not value:
+            continue
+        if value in seen:
+            errors.setdefault(i, RowError(int(rows[i]), ID_COLUMN, value, "duplicate ID"))
+        seen.add(value)
 
 
 def _arrow_labels(col: pa.ChunkedArray[Any], rows: np.ndarray) -> np.ndarray:
@@ -382,6 +478,8 @@ def _validate_arrow_feature(
         else:
             values = np.asarray(text.cast(pa.float64()), dtype=np.float64)
     except pa.ArrowInvalid:  # some value is not a number: parse this column as pandas does
+        import pandas as pd
+
         values = pd.to_numeric(text.to_pandas(), errors="coerce").to_numpy(
             dtype=np.float64, na_value=np.nan
         )
@@ -398,6 +496,8 @@ def _validate_arrow_feature(
 
 
 def _csv_frames(fh: TextIO, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    import pandas as pd
+
     try:
         for frame in pd.read_csv(
             fh,
@@ -418,6 +518,8 @@ def _csv_frames(fh: TextIO, chunk_rows: int) -> Iterator[pd.DataFrame]:
 
 def read_csv_bytes(data: bytes) -> pd.DataFrame:
     """A whole CSV held in memory (an upload), read exactly like a file; raises DataError."""
+    import pandas as pd
+
     stream = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline=None)
     try:
         frames = list(_csv_frames(stream, DEFAULT_CHUNK_ROWS))
@@ -506,13 +608,117 @@ def _csv_header(place: Location) -> tuple[list[str], int]:
 
 
 def _csv_tables(place: Location, chunk_rows: int, want_label: bool) -> Iterator[pa.Table]:
+    """The file's rows, read fast (``_typed_csv``) until that reader meets something only
+    the text reader handles as documented; from there, the text reader (``_text_csv``) from
+    the first row not yet yielded (the rows before it are read again and dropped)."""
+    header, skip = _csv_header(place)
+    done = 0
+    typed = _typed_csv(place, header, skip, chunk_rows, want_label)
+    try:
+        for table in typed:
+            yield table
+            done += table.num_rows
+        return
+    except _Untyped:
+        pass
+    finally:
+        typed.close()
+    for table in _text_csv(place, header, skip, chunk_rows, want_label):
+        if done >= table.num_rows:
+            done -= table.num_rows
+            continue
+        yield table.slice(done) if done else table
+        done = 0
+
+
+class _Untyped(Exception):
+    """The fast reader stops: a block it cannot type as documented (see ``_typed_csv``)."""
+
+
+def _csv_options(
+    header: list[str], skip: int, chunk_rows: int, want_label: bool
+) -> tuple[list[str], list[int], list[str], int]:
+    """The reader's column names (header names may repeat), the chosen columns' indices and
+    names, and the block size in bytes."""
+    keep = _wanted([c.strip() for c in header], want_label)
+    internal = [f"c{i}" for i in range(len(header))]
+    chosen = sorted(keep.values())
+    block = min(max(chunk_rows * _BYTES_PER_ROW, _MIN_BLOCK), _MAX_BLOCK)
+    return internal, chosen, [header[i] for i in chosen], block
+
+
+def _typed_csv(
+    place: Location, header: list[str], skip: int, chunk_rows: int, want_label: bool
+) -> Generator[pa.Table, None, None]:
+    """The rows with the features parsed as float64 by Arrow (an empty cell is null) and the
+    other columns as text, by the streaming reader. One thread: the offline engine reads in a
+    thread of its own beside scoring and writing (Arrow's threads measured no faster on two
+    cores, and then cannot number a bad row).
+
+    Raises ``_Untyped`` where that could differ from the text reader's result: a cell Arrow
+    does not take for a number (``" 2 "`` with other spaces, ``x``...: the text reader names it
+    or reads it as pandas does), a cell it reads as NaN (``nan`` is an error naming the cell
+    as written), a row with another number of fields, or text that is not UTF-8."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+
+    internal, chosen, names, block = _csv_options(header, skip, chunk_rows, want_label)
+    features = {_wanted(names, want_label)[f.code] for f in FEATURES}
+    bad_rows: list[pcsv.InvalidRow] = []
+
+    def on_bad_row(row: pcsv.InvalidRow) -> Literal["skip"]:
+        bad_rows.append(row)
+        return "skip"
+
+    types = {
+        internal[i]: pa.float64() if k in features else pa.string() for k, i in enumerate(chosen)
+    }
+    try:
+        reader = pcsv.open_csv(
+            place.filesystem.open_input_stream(place.path),  # type: ignore[arg-type]  # stubs: IO only
+            read_options=pcsv.ReadOptions(
+                column_names=internal, skip_rows=skip, block_size=block, use_threads=False
+            ),
+            parse_options=pcsv.ParseOptions(
+                newlines_in_values=True, invalid_row_handler=on_bad_row
+            ),
+            convert_options=pcsv.ConvertOptions(
+                column_types=types,
+                include_columns=[internal[i] for i in chosen],
+                null_values=[""],
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid:  # the first block already
+        raise _Untyped from None
+    with reader:
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except pa.ArrowInvalid:
+                raise _Untyped from None
+            if bad_rows or any(
+                pc.any(pc.is_nan(batch.column(k))).as_py() for k in sorted(features)
+            ):
+                raise _Untyped
+            yield pa.Table.from_batches([batch]).rename_columns(names)
+    if bad_rows:
+        raise _Untyped
+
+
+def _text_csv(
+    place: Location, header: list[str], skip: int, chunk_rows: int, want_label: bool
+) -> Iterator[pa.Table]:
+    """The rows with every column typed as text (so that a bad value is an error for its
+    row, not for the file), by the serial streaming reader, which numbers a bad row."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    header, skip = _csv_header(place)
-    keep = _wanted([c.strip() for c in header], want_label)
-    internal = [f"c{i}" for i in range(len(header))]  # header names may repeat
-    chosen = sorted(keep.values())
+    internal, chosen, names, block = _csv_options(header, skip, chunk_rows, want_label)
     bad_rows: list[tuple[int | None, int, int]] = []  # (data row, fields, expected)
 
     def on_bad_row(row: pcsv.InvalidRow) -> Literal["skip"]:
@@ -520,7 +726,6 @@ def _csv_tables(place: Location, chunk_rows: int, want_label: bool) -> Iterator[
         bad_rows.append((number, row.actual_columns, row.expected_columns))
         return "skip"  # noted, raised below once the rows before it have been yielded
 
-    block = min(max(chunk_rows * _BYTES_PER_ROW, _MIN_BLOCK), _MAX_BLOCK)
     reader = pcsv.open_csv(
         place.filesystem.open_input_stream(place.path),  # type: ignore[arg-type]  # stubs: IO only
         read_options=pcsv.ReadOptions(
@@ -534,7 +739,6 @@ def _csv_tables(place: Location, chunk_rows: int, want_label: bool) -> Iterator[
             quoted_strings_can_be_null=False,
         ),
     )
-    names = [header[i] for i in chosen]
     first_row = 1
     with reader:
         for batch in reader:
@@ -557,13 +761,18 @@ def _bad_row_message(number: int | None, fields: int, expected: int) -> str:
 
 
 def _regroup(tables: Iterator[pa.Table], rows: int) -> Iterator[pa.Table]:
-    """The same rows in tables of exactly ``rows`` rows (the last one shorter), without
-    copying: slices of the blocks read."""
+    """The same rows in tables of exactly ``rows`` rows (the last one shorter, and the last
+    before the column types change: the CSV reader's switch to text), without copying:
+    slices of the blocks read."""
     import pyarrow as pa
 
     pending: list[pa.Table] = []
     count = 0
     for table in tables:
+        if pending and table.schema != pending[0].schema:
+            if count:
+                yield pa.concat_tables(pending)
+            pending, count = [], 0
         pending.append(table)
         count += table.num_rows
         while count >= rows:
