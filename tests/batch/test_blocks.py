@@ -18,6 +18,7 @@ from sepsis_api.ml import data
 from sepsis_api.ml.data import DataError, load_table
 from sepsis_api.ml.scoring import ServedModel, open_model, score
 from sepsis_api.ml.store import PACKAGED_ROOT, Registry
+from sepsis_api.schema import FEATURES
 
 BLOCK = 2048  # bytes: the 169-row test file (6.8 kB) is read in four blocks
 
@@ -177,3 +178,43 @@ def test_fifty_thousand_patients_row_by_row_as_the_scoring_function(
         parquet = pd.read_parquet(pq_out)
         assert np.array_equal(parquet["probability"].to_numpy(), expected.probability)
     del served
+
+
+def test_duplicate_ids_are_found_once_ids_stop_rising(
+    test_csv: Path, tmp_path: Path, served: ServedModel, small_blocks: int
+) -> None:
+    """Rising IDs are checked by the last one alone; at the first ID that does not rise the
+    IDs read so far are taken in again, so a repeat of an early ID is still found later."""
+    rows = rows_of(test_csv)
+    header, body = rows[0], [list(r) for r in rows[1:]]
+    rng = np.random.default_rng(7)
+    head, tail = body[:40], body[40:]
+    head.sort(key=lambda r: r[0])  # rising for four chunks of 10 rows
+    rng.shuffle(tail)  # then in no order
+    copy = head + tail
+    copy[119][0] = copy[6][0]  # row 120 repeats row 7 (read while IDs rose)
+    copy[159][0] = copy[99][0]  # row 160 repeats row 100 (read after they stopped)
+    path = write(tmp_path / "in.csv", [header, *copy])
+    out = tmp_path / "scores.csv"
+    result = score_file(path, out, served, skip_invalid=True, chunk_rows=10)
+    assert [(r.row, r.value, r.reason) for r in result.rejected] == [
+        (120, copy[6][0], "duplicate ID"),
+        (160, copy[99][0], "duplicate ID"),
+    ]
+    df = pd.read_csv(out, dtype={"ID": str})
+    assert list(df["ID"]) == [r[0] for i, r in enumerate(copy, 1) if i not in {120, 160}]
+
+
+def test_numeric_parquet_ids_in_no_order_keep_their_duplicate_check(
+    test_csv: Path, tmp_path: Path, served: ServedModel
+) -> None:
+    X = load_table(test_csv).X
+    ids = np.random.default_rng(3).permutation(len(X)) + 1000
+    ids[150] = ids[20]
+    frame = pd.DataFrame(X, columns=[f.code for f in FEATURES])
+    frame.insert(0, "ID", ids)
+    path = tmp_path / "in.parquet"
+    frame.to_parquet(path)
+    with pytest.raises(DataError, match=f"row 151, column ID, value '{ids[20]}': duplicate ID"):
+        score_file(path, tmp_path / "out.parquet", served, chunk_rows=16)
+    assert not (tmp_path / "out.parquet").exists()

@@ -2,13 +2,16 @@
 local paths or ``s3://`` URLs.
 
 ``score_file`` is the engine behind ``sepsis-api predict``. The input is streamed by pyarrow
-(``ml.data.read_tables``: CSV with the streaming reader, every column typed as text; Parquet
-batch by batch) in chunks of ``chunk_rows`` rows; each chunk is validated and scored by THE
-batch function (``batch.frames.score_rows``, over ``ml.scoring.score``) and written by pyarrow's
-CSV or Parquet writer. Three threads overlap: the next chunk is read while one is scored and the
-previous one written (pyarrow and the compiled kernels release the GIL; the kernels use both
-cores for a chunk). Memory is bounded by a few chunks, not by the file: what grows with the
-file is the set of IDs seen (an ID may not repeat) and the list of rows set aside.
+(``ml.data.read_tables``: CSV with the streaming reader, the features typed as numbers and the
+text reader taking over where a cell needs it; Parquet batch by batch) in chunks of
+``chunk_rows`` rows; each chunk is validated and scored by THE batch function
+(``batch.frames.score_rows``, over ``ml.scoring.score``) and written (CSV by
+``batch.csv_out``, byte for byte pyarrow's CSV writer; Parquet by pyarrow's writer). Three
+threads overlap: the next chunk is read while one is scored and the previous one written
+(pyarrow and the compiled kernels release the GIL; the kernels use both cores for a chunk).
+Memory is bounded by a few chunks, not by the file: what grows with the file is the IDs seen
+(an ID may not repeat; ``ml.seen_ids.SeenIds``: nothing while IDs rise, else about the ID's
+bytes + 8 plus a hash slot per ID) and the list of rows set aside.
 
 The output is written whole or not at all: to a temporary file beside it that replaces it only
 when every chunk has been written; for an ``s3://`` output, to a local temporary file that is

@@ -548,8 +548,10 @@ def read_tables(
     at a URL (``ml.locations``), as Arrow tables of ``chunk_rows`` rows (the last one shorter),
     under the file's own column names.
 
-    CSV is read by pyarrow's streaming reader with every column typed as text (so a bad value
-    is an error for its row, not for the file): UTF-8 with or without a BOM, CR, LF or CRLF,
+    CSV is read by pyarrow's streaming reader with the features typed as numbers; where a cell
+    is not one (or a row is malformed, or bytes are not UTF-8) the reader with every column typed
+    as text takes over from the first row not yet yielded (so a bad value is an error for its
+    row, not for the file): UTF-8 with or without a BOM, CR, LF or CRLF,
     quoted fields (also over several lines), blank lines skipped. Parquet columns keep their
     types. A structural problem (no header, a row with more or fewer fields than the header,
     bytes that are not UTF-8, a missing column) raises ``DataError`` naming the file and, for
