@@ -14,7 +14,7 @@ from sepsis_api.config import get_settings
 
 # The reader's chunk size (ml.data.DEFAULT_CHUNK_ROWS), spelled out so that --help needs no
 # pandas; tests/cli/test_startup.py keeps the two equal.
-CHUNK_ROWS = 100_000
+CHUNK_ROWS = 25_000
 
 if TYPE_CHECKING:
     from sepsis_api.batch import OfflineResult

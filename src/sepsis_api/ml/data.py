@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 
     from sepsis_api.ml.seen_ids import SeenIds
 
-DEFAULT_CHUNK_ROWS = 100_000
+# Rows per chunk: 25,000 scored 1M rows faster than 100,000 here (2.0-2.2 s against 2.4-2.7 s
+# whole process) with less memory in flight (peak ~370 MiB against ~440 MiB).
+DEFAULT_CHUNK_ROWS = 25_000
 _LABEL_ALIASES = ("sepssis", "sepsis")
 
 
