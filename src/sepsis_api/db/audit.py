@@ -13,7 +13,7 @@ from sqlalchemy import Dialect, Engine, Table, insert, select, text, update
 
 from sepsis_api.db import migrate
 from sepsis_api.db.models import AUDITED, ActiveVersion, Base, Prediction
-from sepsis_api.db.session import make_engine, sqlite_file
+from sepsis_api.db.session import make_engine, sqlite_file, stored_time
 
 if TYPE_CHECKING:
     from sepsis_api.config import Settings
@@ -157,9 +157,9 @@ class AuditLog:
             if value is not None:
                 q = q.where(column == value)
         if flt.since is not None:
-            q = q.where(Prediction.created_at >= self._stored_time(flt.since))
+            q = q.where(Prediction.created_at >= stored_time(self.engine, flt.since))
         if flt.until is not None:
-            q = q.where(Prediction.created_at < self._stored_time(flt.until))
+            q = q.where(Prediction.created_at < stored_time(self.engine, flt.until))
         with self.engine.connect() as conn:
             return [self._row(r._mapping) for r in conn.execute(q)]
 
@@ -168,11 +168,6 @@ class AuditLog:
         with self.engine.connect() as conn:
             row = conn.execute(q).first()
         return self._row(row._mapping) if row else None
-
-    def _stored_time(self, t: datetime) -> datetime:
-        # SQLite keeps no zone: times are stored as naive UTC there.
-        t = t.astimezone(UTC)
-        return t.replace(tzinfo=None) if self.engine.dialect.name == "sqlite" else t
 
     @staticmethod
     def _row(mapping: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -45,6 +46,13 @@ def make_engine(
 
 def _dumps(value: object) -> str:
     return orjson.dumps(value).decode()
+
+
+def stored_time(engine: Engine, t: datetime) -> datetime:
+    """``t`` as the audit tables hold times, for comparing in SQL: UTC, and naive on SQLite,
+    which keeps no zone (db/audit.py writes naive UTC there)."""
+    t = t.astimezone(UTC)
+    return t.replace(tzinfo=None) if engine.dialect.name == "sqlite" else t
 
 
 def sqlite_file(url: URL | str) -> str | None:

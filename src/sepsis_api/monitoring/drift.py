@@ -44,6 +44,7 @@ from sqlalchemy import ColumnElement, Engine, and_, case, func, or_, select
 
 from sepsis_api.db.drift_days import DriftDays
 from sepsis_api.db.models import Prediction
+from sepsis_api.db.session import stored_time
 from sepsis_api.monitoring.stats import Interval, wilson
 from sepsis_api.schema import FEATURES, LABEL_POSITIVE
 
@@ -215,19 +216,13 @@ def alert_rate_status(live: Interval, n: int, reference: dict[str, float] | None
 # -- SQL --------------------------------------------------------------------------------------
 
 
-def _stored(t: datetime, engine: Engine) -> datetime:
-    # SQLite keeps no zone: the audit log stores naive UTC there (db/audit.py).
-    t = t.astimezone(UTC)
-    return t.replace(tzinfo=None) if engine.dialect.name == "sqlite" else t
-
-
 def _where(window: Window, engine: Engine) -> ColumnElement[bool]:
     p = Prediction
     return and_(
         p.model_version == window.model_version,
         p.model_name == window.model_name,
-        p.created_at >= _stored(window.since, engine),
-        p.created_at < _stored(window.until, engine),
+        p.created_at >= stored_time(engine, window.since),
+        p.created_at < stored_time(engine, window.until),
     )
 
 
@@ -274,7 +269,7 @@ def _data_range(engine: Engine, window: Window) -> tuple[datetime, datetime] | N
     them scans)."""
     created = Prediction.created_at
     in_range = and_(
-        created >= _stored(window.since, engine), created < _stored(window.until, engine)
+        created >= stored_time(engine, window.since), created < stored_time(engine, window.until)
     )
     with engine.connect() as conn:
         first = conn.execute(select(func.min(created)).where(in_range)).scalar()

@@ -11,13 +11,14 @@ aggregates over the feedback table joined to the estimates, never from rows fetc
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, and_, exists, func, or_, select
 from sqlalchemy.orm import aliased
 
 from sepsis_api.db.models import CDSFeedback, Prediction
+from sepsis_api.db.session import stored_time
 from sepsis_api.monitoring.stats import wilson
 
 OUTCOMES = ("accepted", "overridden")
@@ -32,12 +33,6 @@ class Selection:
     model_name: str
     since: datetime | None = None
     until: datetime | None = None
-
-
-def _stored(engine: Engine, t: datetime) -> datetime:
-    # SQLite keeps no zone: the audit log stores naive UTC there (db/audit.py).
-    t = t.astimezone(UTC)
-    return t.replace(tzinfo=None) if engine.dialect.name == "sqlite" else t
 
 
 def _latest(engine: Engine, sel: Selection) -> Any:
@@ -58,9 +53,9 @@ def _latest(engine: Engine, sel: Selection) -> Any:
         .where(Prediction.model_name == sel.model_name)
     )
     if sel.since is not None:
-        q = q.where(Prediction.created_at >= _stored(engine, sel.since))
+        q = q.where(Prediction.created_at >= stored_time(engine, sel.since))
     if sel.until is not None:
-        q = q.where(Prediction.created_at < _stored(engine, sel.until))
+        q = q.where(Prediction.created_at < stored_time(engine, sel.until))
     return q.subquery()
 
 

@@ -11,7 +11,7 @@ SQLAlchemy row object each: on PostgreSQL as one value of packed binary rows rea
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import chain
 from typing import Any
 
@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.sql import Select
 
 from sepsis_api.db.models import Prediction
+from sepsis_api.db.session import stored_time
 from sepsis_api.monitoring.performance import BANDS, Labelled
 from sepsis_api.schema import LABEL_POSITIVE
 
@@ -43,12 +44,6 @@ class Selection:
     model_name: str
     since: datetime | None = None
     until: datetime | None = None
-
-
-def _stored_time(engine: Engine, t: datetime) -> datetime:
-    # SQLite keeps no zone: the audit log stores naive UTC there (as db/audit.py writes it).
-    t = t.astimezone(UTC)
-    return t.replace(tzinfo=None) if engine.dialect.name == "sqlite" else t
 
 
 def _epoch_seconds(engine: Engine) -> ColumnElement[Any]:
@@ -78,9 +73,9 @@ def query(engine: Engine, sel: Selection, *, times: bool) -> Select[tuple[object
         .where(Prediction.model_name == sel.model_name)
     )
     if sel.since is not None:
-        q = q.where(Prediction.created_at >= _stored_time(engine, sel.since))
+        q = q.where(Prediction.created_at >= stored_time(engine, sel.since))
     if sel.until is not None:
-        q = q.where(Prediction.created_at < _stored_time(engine, sel.until))
+        q = q.where(Prediction.created_at < stored_time(engine, sel.until))
     return q  # type: ignore[no-any-return]  # select(*list) is typed loosely
 
 
