@@ -12,7 +12,8 @@ from sepsis_api.config import Settings
 from sepsis_api.db.audit import open_audit
 from sepsis_api.db.cds_feedback import FeedbackIn, FeedbackLog
 from sepsis_api.ids import new_ids
-from sepsis_api.monitoring.feedback import Selection, feedback_report
+from sepsis_api.monitoring.feedback import feedback_report
+from sepsis_api.monitoring.labelled import Selection
 from sepsis_api.monitoring.stats import wilson
 
 _names = itertools.count()

@@ -10,29 +10,17 @@ aggregates over the feedback table joined to the estimates, never from rows fetc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, and_, exists, func, or_, select
 from sqlalchemy.orm import aliased
 
 from sepsis_api.db.models import CDSFeedback, Prediction
-from sepsis_api.db.session import stored_time
+from sepsis_api.monitoring.labelled import Selection
 from sepsis_api.monitoring.stats import wilson
 
 OUTCOMES = ("accepted", "overridden")
 MAX_REASONS = 20  # the most frequent override reasons listed; the rest summed as "other"
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Cards of estimates by one model of one version, created in [since, until) when given."""
-
-    model_version: str
-    model_name: str
-    since: datetime | None = None
-    until: datetime | None = None
 
 
 def _latest(engine: Engine, sel: Selection) -> Any:
@@ -48,14 +36,8 @@ def _latest(engine: Engine, sel: Selection) -> Any:
     q = (
         select(f.outcome, f.override_system, f.override_code, f.override_display)
         .join(Prediction, Prediction.id == f.card)
-        .where(~superseded)
-        .where(Prediction.model_version == sel.model_version)
-        .where(Prediction.model_name == sel.model_name)
+        .where(~superseded, *sel.conditions(engine))
     )
-    if sel.since is not None:
-        q = q.where(Prediction.created_at >= stored_time(engine, sel.since))
-    if sel.until is not None:
-        q = q.where(Prediction.created_at < stored_time(engine, sel.until))
     return q.subquery()
 
 

@@ -45,6 +45,18 @@ class Selection:
     since: datetime | None = None
     until: datetime | None = None
 
+    def conditions(self, engine: Engine) -> list[ColumnElement[bool]]:
+        """The selection as conditions on ``Prediction`` rows."""
+        where = [
+            Prediction.model_version == self.model_version,
+            Prediction.model_name == self.model_name,
+        ]
+        if self.since is not None:
+            where.append(Prediction.created_at >= stored_time(engine, self.since))
+        if self.until is not None:
+            where.append(Prediction.created_at < stored_time(engine, self.until))
+        return where
+
 
 def _epoch_seconds(engine: Engine) -> ColumnElement[Any]:
     if engine.dialect.name == "sqlite":  # julianday() costs far less than strftime('%s')
@@ -66,16 +78,7 @@ def query(engine: Engine, sel: Selection, *, times: bool) -> Select[tuple[object
     ]
     if times:
         columns.append(_epoch_seconds(engine).label("created"))
-    q = (
-        select(*columns)  # type: ignore[call-overload]  # a list of SQL expressions
-        .where(Prediction.outcome.is_not(None))
-        .where(Prediction.model_version == sel.model_version)
-        .where(Prediction.model_name == sel.model_name)
-    )
-    if sel.since is not None:
-        q = q.where(Prediction.created_at >= stored_time(engine, sel.since))
-    if sel.until is not None:
-        q = q.where(Prediction.created_at < stored_time(engine, sel.until))
+    q = select(*columns).where(Prediction.outcome.is_not(None), *sel.conditions(engine))  # type: ignore[call-overload]  # a list of SQL expressions
     return q  # type: ignore[no-any-return]  # select(*list) is typed loosely
 
 

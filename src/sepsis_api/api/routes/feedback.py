@@ -11,7 +11,8 @@ from sepsis_api.api.routes.drift import model_in, version_card
 from sepsis_api.api.routes.monitoring_query import ModelName, ModelVersion, Since, Until
 from sepsis_api.api.routes.predictions import read_off_loop
 from sepsis_api.api.security import caller_id
-from sepsis_api.monitoring.feedback import Selection, feedback_report
+from sepsis_api.monitoring.feedback import feedback_report
+from sepsis_api.monitoring.labelled import Selection
 
 router = APIRouter(prefix="/v1", tags=["monitoring"], dependencies=[Depends(caller_id)])
 
