@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from sepsis_api.batch.frames import OUTPUT_SCHEMA
+from sepsis_api.ml.arrow_strings import string_buffers
 
 # Six decimals, written as a decimal so that every one is written ("0.500000", not "0.5").
 PROBABILITY = pa.decimal128(7, 6)
@@ -87,15 +88,6 @@ def _format(
     return at
 
 
-def _text_buffers(col: pa.Array[Any]) -> tuple[np.ndarray, np.ndarray]:
-    _, offsets_buf, data_buf = col.buffers()
-    offsets = np.frombuffer(memoryview(offsets_buf), dtype=np.int32)  # type: ignore[arg-type]  # a Buffer
-    offsets = offsets[col.offset : col.offset + len(col) + 1].astype(np.int64)
-    if data_buf is None or not data_buf.size:
-        return np.zeros(1, dtype=np.uint8), offsets
-    return np.frombuffer(memoryview(data_buf), dtype=np.uint8), offsets
-
-
 def millionths(probability: pa.Array[Any]) -> np.ndarray:
     """The probability rounded to six decimals as Arrow rounds it, in millionths."""
     six = pc.cast(probability, PROBABILITY, safe=False)
@@ -128,7 +120,7 @@ class ScoresCsv:
                 write_options=pcsv.WriteOptions(include_header=False),
             )
             return
-        buffers = [_text_buffers(c) for c in columns]
+        buffers = [string_buffers(c) for c in columns]
         micro = millionths(probability)
         size = sum(2 * int(o[-1] - o[0]) + 3 * len(o) for _, o in buffers) + 32 * len(micro)
         out = np.empty(size, dtype=np.uint8)

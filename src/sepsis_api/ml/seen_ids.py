@@ -23,6 +23,8 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from sepsis_api.ml.arrow_strings import string_buffers
+
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 
@@ -177,16 +179,6 @@ class SeenIds:
         self._starts = np.zeros(1 << 9, dtype=np.int64)
         self._arena = np.empty(1 << 12, dtype=np.uint8)
 
-    @property
-    def rising(self) -> bool:
-        """Whether every ID so far rose (none is stored)."""
-        return self._reread is not None
-
-    @property
-    def nbytes(self) -> int:
-        """Memory held (the arena and both arrays, with their spare room)."""
-        return self._slots.nbytes + self._starts.nbytes + self._arena.nbytes + self._last.nbytes
-
     def add(self, ids: pa.Array[Any] | pa.ChunkedArray[Any], given: np.ndarray) -> np.ndarray:
         """Add the IDs of ``ids`` (UTF-8 strings) where ``given`` is true, in order; returns a
         bool array, true where the ID was seen before (in an earlier call or earlier in
@@ -196,7 +188,7 @@ class SeenIds:
         duplicate = np.zeros(n, dtype=np.bool_)
         if n == 0:
             return duplicate
-        data, offsets = _buffers(arr)
+        data, offsets = string_buffers(arr)
         given = np.ascontiguousarray(given, dtype=np.bool_)
         if self._reread is not None:
             longest = int(np.max(offsets[1:] - offsets[:-1]))
@@ -214,7 +206,7 @@ class SeenIds:
                 take = min(left, len(earlier))
                 part = earlier.slice(0, take)
                 whole = part.combine_chunks() if isinstance(part, pa.ChunkedArray) else part
-                self._insert(*_buffers(whole), np.asarray(earlier_given[:take]))
+                self._insert(*string_buffers(whole), np.asarray(earlier_given[:take]))
                 left -= take
         self._insert(data, offsets, given, duplicate)
         return duplicate
@@ -238,19 +230,3 @@ class SeenIds:
         self._count = _add(
             data, offsets, given, self._slots, self._starts, self._arena, self._count, duplicate
         )
-
-
-def _buffers(arr: pa.Array[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """A string array's data bytes and its int64 offsets into them (no copy of the data)."""
-    n = len(arr)
-    _, offsets_buf, data_buf = arr.buffers()
-    wide = pa.types.is_large_string(arr.type)
-    width = np.dtype(np.int64 if wide else np.int32)
-    offsets = np.frombuffer(memoryview(offsets_buf), dtype=width)  # type: ignore[arg-type]  # a Buffer
-    offsets = offsets[arr.offset : arr.offset + n + 1].astype(np.int64)  # one kernel, both widths
-    data = (
-        np.frombuffer(memoryview(data_buf), dtype=np.uint8)
-        if data_buf is not None and data_buf.size
-        else np.zeros(1, dtype=np.uint8)
-    )
-    return data, offsets
