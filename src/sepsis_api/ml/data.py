@@ -217,20 +217,9 @@ def validate_frame(
     if ID_COLUMN in cols:
         values = cast("list[str]", _as_text(df[cols[ID_COLUMN]]).tolist())
         ids = [v or None for v in values]
-        if seen_ids is None or isinstance(seen_ids, set):
-            seen = seen_ids if seen_ids is not None else set()
-            for i, value in enumerate(values):
-                if not value:
-                    continue
-                if value in seen:
-                    errors.setdefault(i, RowError(int(rows[i]), ID_COLUMN, value, "duplicate ID"))
-                seen.add(value)
-        else:  # a SeenIds: the same rule over Arrow's copy of the IDs
-            import pyarrow as pa
-
-            given = np.array([bool(v) for v in values], dtype=bool)
-            for i in map(int, np.flatnonzero(seen_ids.add(pa.array(values, pa.string()), given))):
-                errors.setdefault(i, RowError(int(rows[i]), ID_COLUMN, values[i], "duplicate ID"))
+        given = np.array([bool(v) for v in values], dtype=bool)
+        seen = seen_ids if seen_ids is not None else set()
+        _flag_duplicates(values, given, seen, rows, errors)
 
     y = None
     if LABEL_COLUMN in cols:
@@ -336,13 +325,7 @@ def validate_arrow_batch(
     ids: pa.Array[Any] | None = None
     if ID_COLUMN in index:
         text, given = _id_text(table.column(index[ID_COLUMN]))
-        if isinstance(seen_ids, set):
-            _python_duplicates(text, given, seen_ids, rows, errors)
-        else:
-            seen = seen_ids if seen_ids is not None else SeenIds()
-            for i in map(int, np.flatnonzero(seen.add(text, given))):
-                value = str(text[i].as_py())
-                errors.setdefault(i, RowError(int(rows[i]), ID_COLUMN, value, "duplicate ID"))
+        _flag_duplicates(text, given, seen_ids if seen_ids is not None else SeenIds(), rows, errors)
         ids = (
             text if given.all() else pc.if_else(pa.array(given), text, pa.scalar(None, pa.string()))
         )
@@ -405,26 +388,36 @@ def reread_ids(
             yield pa.array(values, pa.string()), np.array([bool(v) for v in values], dtype=bool)
 
 
-def _python_duplicates(
-    text: pa.Array[Any],
+def _flag_duplicates(
+    ids: list[str] | pa.Array[Any],
     given: np.ndarray,
-    seen: set[str],
+    seen: set[str] | SeenIds,
     rows: np.ndarray,
     errors: dict[int, RowError],
 ) -> None:
-    """The duplicate-ID rule over a ``set`` of the IDs seen (``validate_frame``'s)."""
-    values = cast("list[str]", text.to_pylist())  # nulls were filled with ""
-    present = [v for v in values if v] if not given.all() else values
-    fresh = set(present)
-    if len(fresh) == len(present) and seen.isdisjoint(fresh):
-        seen |= fresh  # the usual case, without a Python loop
+    """The duplicate-ID rule: an ID given (``ids`` trimmed, "" where none) that an earlier row
+    of this batch or of an earlier one (``seen``, which takes this batch's IDs) had. ``seen``
+    is a ``set`` of str or a ``SeenIds`` (compact, over the Arrow array itself)."""
+    if isinstance(seen, set):
+        values = ids if isinstance(ids, list) else cast("list[str]", ids.to_pylist())
+        present = values if given.all() else [v for v in values if v]
+        fresh = set(present)
+        if len(fresh) == len(present) and seen.isdisjoint(fresh):
+            seen |= fresh  # the usual case, without a Python loop
+            return
+        for i, value in enumerate(values):
+            if not value:
+                continue
+            if value in seen:
+                errors.setdefault(i, RowError(int(rows[i]), ID_COLUMN, value, "duplicate ID"))
+            seen.add(value)
         return
-    for i, value in enumerate(values):
-        if not value:
-            continue
-        if value in seen:
-            errors.setdefault(i, RowError(int(rows[i]), ID_COLUMN, value, "duplicate ID"))
-        seen.add(value)
+    import pyarrow as pa
+
+    text = pa.array(ids, pa.string()) if isinstance(ids, list) else ids
+    for i in map(int, np.flatnonzero(seen.add(text, given))):
+        value = str(text[i].as_py())
+        errors.setdefault(i, RowError(int(rows[i]), ID_COLUMN, value, "duplicate ID"))
 
 
 def _arrow_labels(col: pa.ChunkedArray[Any], rows: np.ndarray) -> np.ndarray:
