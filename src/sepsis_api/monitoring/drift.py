@@ -403,13 +403,23 @@ def count_past_days(engine: Engine, card: dict[str, Any], model_name: str, days:
     """Count (and keep) the whole past days of the last ``days`` before today that are not
     counted yet, for one model of the version of ``card``: the work of later drift calls over
     them, done ahead (the monitoring task runs this off the request path)."""
-    ref = card.get("drift_reference")
-    risk_ref = ref["predicted_risk"].get(model_name) if ref else None
-    if ref is None or risk_ref is None:
+    reference = _reference(card, model_name)
+    if reference is None:
         return
+    features, risk_ref = reference
     today = datetime.combine(datetime.now(UTC).date(), datetime.min.time(), tzinfo=UTC)
     window = Window(card["version"], model_name, today - timedelta(days=days), today)
-    _counts(engine, window, ref["features"], risk_ref["edges"])
+    _counts(engine, window, features, risk_ref["edges"])
+
+
+def _reference(
+    card: dict[str, Any], model_name: str
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]] | None:
+    """The card's reference bins for ``model_name``: the features' and the predicted risk's;
+    None for a card from before they were stored."""
+    ref = card.get("drift_reference")
+    risk_ref = ref["predicted_risk"].get(model_name) if ref else None
+    return None if ref is None or risk_ref is None else (ref["features"], risk_ref)
 
 
 def _bin_counts(below: list[int], total: int) -> list[int]:
@@ -428,9 +438,8 @@ def drift_report(engine: Engine, card: dict[str, Any], window: Window) -> DriftR
     reference_rate = (
         {k: float(alert_ref[k]) for k in ("value", "low", "high")} if alert_ref else None
     )
-    ref = card.get("drift_reference")
-    features: dict[str, dict[str, Any]] = ref["features"] if ref else {}
-    risk_ref = ref["predicted_risk"].get(window.model_name) if ref else None
+    reference = _reference(card, window.model_name)
+    features, risk_ref = reference if reference is not None else ({}, None)
     counts, per_day = _counts(engine, window, features, risk_ref["edges"] if risk_ref else [])
     n, alerts = int(counts["n"]), int(counts["alerts"])
     rate = wilson(alerts, n)
@@ -448,7 +457,7 @@ def drift_report(engine: Engine, card: dict[str, Any], window: Window) -> DriftR
         alert_rate_status=alert_rate_status(rate, n, reference_rate),
         per_day=per_day,
     )
-    if ref is None or risk_ref is None:
+    if risk_ref is None:
         report.detail = (
             f"model version {window.model_version} has no drift reference bins in its card "
             "(trained before they were stored); retrain it to monitor drift. The alert rate "
