@@ -3,25 +3,40 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import event
 
+from factories import audit_rows
 from sepsis_api.config import Settings
 from sepsis_api.db.audit import AuditLog, open_audit
 from sepsis_api.db.group_commit import AuditWriter
 from sepsis_api.db.loop_writer import LoopWriter
+from sepsis_api.db.session import make_engine
 from sepsis_api.ids import new_ids
 
 Rows = list[tuple[Any, ...]]
 MakeRows = Callable[..., Rows]
+_databases = itertools.count()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Any]:
+    """An empty database (no schema yet): a SQLite file, or one of the throwaway cluster's."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'audit.db'}"
+    else:
+        url = request.getfixturevalue("postgres").create_database(f"db_{next(_databases)}")
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture
@@ -37,27 +52,8 @@ def rows(audit: AuditLog) -> MakeRows:
     """rows(n, patient="P", ids=None): ``n`` audit rows for patients ``P0``, ``P1``..."""
 
     def make(n: int = 1, patient: str = "P", ids: list[str] | None = None) -> Rows:
-        return audit.insert.params(
-            n,
-            {
-                "id": ids or new_ids(n),
-                "patient_id": [f"{patient}{i}" for i in range(n)],
-                "probability": [0.5] * n,
-                "label": ["Positive"] * n,
-                "risk_band": ["high"] * n,
-            },
-            {
-                "created_at": datetime.now(UTC),
-                "request_id": "r",
-                "caller": "c",
-                "source": "predict",
-                "inputs": {"PL": 148},
-                "model_name": "m",
-                "model_version": "v",
-                "threshold": 0.3,
-                "contributions": None,
-            },
-        )
+        rows: Rows = audit_rows(audit, n, ids=ids or new_ids(n), patient=patient)
+        return rows
 
     return make
 

@@ -6,54 +6,32 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime
 
-import pytest
 from sqlalchemy import func, insert, inspect, select
 
+from factories import audit_rows
 from sepsis_api.db import migrate
 from sepsis_api.db.audit import AuditLog
 from sepsis_api.db.models import Outcome, Prediction
 from sepsis_api.db.outcomes import OutcomeIn, OutcomeLog
-from sepsis_api.db.session import make_engine
 from sepsis_api.ids import new_id, new_ids
 
 _names = itertools.count()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'audit.db'}"
-    else:
-        url = request.getfixturevalue("postgres").create_database(f"cur_{next(_names)}")
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
-
-
 def _predictions(audit: AuditLog, n: int) -> list[str]:
     ids = new_ids(n)
-    rows = audit.insert.params(
-        n,
-        {
-            "id": ids,
-            "patient_id": [f"P{i}" for i in range(n)],
-            "probability": [0.1 * i for i in range(n)],
-            "label": ["Negative"] * n,
-            "risk_band": ["low"] * n,
-        },
-        {
-            "created_at": datetime.now(UTC),
-            "request_id": "r",
-            "caller": "c",
-            "source": "predict",
-            "inputs": {"PL": 148},
-            "model_name": "m",
-            "model_version": "v",
-            "threshold": 0.5,
-            "contributions": None,
-        },
+    probability = [0.1 * i for i in range(n)]
+    audit.record(
+        audit_rows(
+            audit,
+            n,
+            ids=ids,
+            probability=probability,
+            label="Negative",
+            risk_band="low",
+            threshold=0.5,
+        )
     )
-    audit.record(rows)
     return ids
 
 

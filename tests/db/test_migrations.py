@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from sepsis_api.db import migrate
 from sepsis_api.db.models import Base
-from sepsis_api.db.session import make_engine
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'audit.db'}"
-    else:
-        url = request.getfixturevalue("postgres").create_database(f"mig_{tmp_path.name[-20:]}")
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
 
 
 def _diff(engine):

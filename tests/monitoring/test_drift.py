@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from factories import record_scored
 from sepsis_api.cli.traffic import Shift, patient_records, shifted
 from sepsis_api.ml.data import load_table
 from sepsis_api.monitoring import drift as d
@@ -186,8 +187,7 @@ def test_whole_past_days_are_counted_once_and_kept(tmp_path, shipped, train_csv)
 
     from sepsis_api.config import Settings
     from sepsis_api.db.audit import open_audit
-    from sepsis_api.ids import new_ids
-    from sepsis_api.ml.scoring import Predictor, score
+    from sepsis_api.ml.scoring import Predictor
 
     audit = open_audit(Settings(_env_file=None, data_dir=tmp_path))
     model = Predictor(shipped).default
@@ -195,26 +195,7 @@ def test_whole_past_days_are_counted_once_and_kept(tmp_path, shipped, train_csv)
     now = datetime.now(UTC)
     # 600 estimates over four days: three whole past days and today (the last 150).
     stamps = [now - timedelta(days=3 - i // 150, minutes=i % 150) for i in range(N)]
-    s = score(model, X)
-    each = {
-        "id": new_ids(N),
-        "created_at": stamps,
-        "patient_id": [None] * N,
-        "inputs": [dict(zip([f.code for f in FEATURES], r, strict=True)) for r in X.tolist()],
-        "probability": s.probability.tolist(),
-        "label": s.label.tolist(),
-        "risk_band": s.band.tolist(),
-    }
-    same = {
-        "request_id": "r",
-        "caller": "t",
-        "source": "batch",
-        "model_name": model.name,
-        "model_version": model.version,
-        "threshold": model.threshold,
-        "contributions": None,
-    }
-    audit.record(audit.insert.params(N, each, same))
+    s = record_scored(audit, model, X, stamps)
     window = d.Window.recent(shipped.version, model.name)
     d.CLOSED_DAYS.clear()
     cold = d.drift_report(audit.engine, shipped.card, window).as_dict()

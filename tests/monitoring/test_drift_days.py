@@ -4,66 +4,25 @@ SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-import itertools
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pytest
 from sqlalchemy import event, func, select
 
-from sepsis_api.config import Settings
-from sepsis_api.db.audit import open_audit
+from factories import record_scored
 from sepsis_api.db.drift_days import DriftDays
 from sepsis_api.db.models import DriftDay
-from sepsis_api.ids import new_ids
 from sepsis_api.ml.data import load_table
-from sepsis_api.ml.scoring import Predictor, score
+from sepsis_api.ml.scoring import Predictor
 from sepsis_api.monitoring import drift as d
 from sepsis_api.schema import FEATURES
 
-_names = itertools.count()
 N = 600
 
 
 def sample(train_csv, seed):
     X = load_table(train_csv).X
     return X[np.random.default_rng(seed).integers(0, len(X), N)]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def audit(request, tmp_path):
-    if request.param == "sqlite":
-        settings = Settings(_env_file=None, data_dir=tmp_path)
-    else:
-        url = request.getfixturevalue("postgres").create_database(f"days_{next(_names)}")
-        settings = Settings(_env_file=None, database_url=url)
-    log = open_audit(settings)
-    yield log
-    log.engine.dispose()
-
-
-def _fill(audit, model, X, stamps):
-    s = score(model, X)
-    each = {
-        "id": new_ids(len(X)),
-        "created_at": stamps,
-        "patient_id": [None] * len(X),
-        "inputs": [dict(zip([f.code for f in FEATURES], r, strict=True)) for r in X.tolist()],
-        "probability": s.probability.tolist(),
-        "label": s.label.tolist(),
-        "risk_band": s.band.tolist(),
-    }
-    same = {
-        "request_id": "r",
-        "caller": "t",
-        "source": "batch",
-        "model_name": model.name,
-        "model_version": model.version,
-        "threshold": model.threshold,
-        "contributions": None,
-    }
-    audit.record(audit.insert.params(len(X), each, same))
-    return s
 
 
 def _direct(card, name, X, probability, alerts):
@@ -90,7 +49,7 @@ def test_past_days_are_stored_equal_to_a_direct_count_and_read_back(audit, shipp
     now = datetime.now(UTC)
     # 600 estimates: 150 on each of three whole past days, 150 today
     stamps = [now - timedelta(days=3 - i // 150, minutes=i % 150) for i in range(N)]
-    s = _fill(audit, model, X, stamps)
+    s = record_scored(audit, model, X, stamps)
     window = d.Window.recent(shipped.version, model.name)
     d.CLOSED_DAYS.clear()
     first = d.drift_report(audit.engine, shipped.card, window).as_dict()
@@ -139,7 +98,7 @@ def test_the_monitoring_task_counts_past_days_ahead_once(audit, shipped, train_c
     model = Predictor(shipped).default
     now = datetime.now(UTC)
     stamps = [now - timedelta(days=5 - i // 100, minutes=i % 100) for i in range(N)]
-    _fill(audit, model, sample(train_csv, 8), stamps)
+    record_scored(audit, model, sample(train_csv, 8), stamps)
     counted: list[str] = []
 
     def seen(_conn, _cursor, statement, *_args):

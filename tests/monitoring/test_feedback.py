@@ -3,58 +3,31 @@ its Wilson interval, override reasons; on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-import itertools
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
-from sepsis_api.config import Settings
-from sepsis_api.db.audit import open_audit
+from factories import audit_rows
 from sepsis_api.db.cds_feedback import FeedbackIn, FeedbackLog
 from sepsis_api.ids import new_ids
 from sepsis_api.monitoring.feedback import feedback_report
 from sepsis_api.monitoring.labelled import Selection
 from sepsis_api.monitoring.stats import wilson
 
-_names = itertools.count()
 T0 = datetime(2026, 12, 1, 8, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def audit(request, tmp_path):
-    if request.param == "sqlite":
-        settings = Settings(_env_file=None, data_dir=tmp_path)
-    else:
-        url = request.getfixturevalue("postgres").create_database(f"fb_{next(_names)}")
-        settings = Settings(_env_file=None, database_url=url)
-    log = open_audit(settings)
-    yield log
-    log.engine.dispose()
 
 
 def _cards(audit, n, version="v1", model="m", created=T0):
     ids = new_ids(n)
     audit.record(
-        audit.insert.params(
+        audit_rows(
+            audit,
             n,
-            {
-                "id": ids,
-                "patient_id": [f"P{i}" for i in range(n)],
-                "probability": [0.7] * n,
-                "label": ["Positive"] * n,
-                "risk_band": ["high"] * n,
-            },
-            {
-                "created_at": created,
-                "request_id": "r",
-                "caller": "ehr",
-                "source": "cds-hooks",
-                "inputs": {"PL": 148},
-                "model_name": model,
-                "model_version": version,
-                "threshold": 0.3,
-                "contributions": None,
-            },
+            ids=ids,
+            probability=0.7,
+            created_at=created,
+            caller="ehr",
+            source="cds-hooks",
+            model_name=model,
+            model_version=version,
         )
     )
     return ids
