@@ -377,11 +377,9 @@ def reread_ids(
     import pyarrow as pa
 
     for table in read_tables(location, chunk_rows=chunk_rows):
-        names = [str(c) for c in table.schema.names]
-        at = _wanted(names, want_label=False).get(ID_COLUMN)
-        if at is None:
-            yield pa.array([""] * table.num_rows, pa.string()), np.zeros(table.num_rows, bool)
-        elif _arrow_kind(table.schema.field(at).type) == "text":
+        # The file's ID column: a SeenIds is only ever given IDs, so the file has one.
+        at = _wanted([str(c) for c in table.schema.names], want_label=False)[ID_COLUMN]
+        if _arrow_kind(table.schema.field(at).type) == "text":
             yield _id_text(table.column(at))
         else:
             values = _as_text(table.column(at).to_pandas()).tolist()
