@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from sepsis_api.batch.bundle import ModelBundle
 from sepsis_api.batch.frames import OUTPUT_SCHEMA, score_batch, scored_batch, served_model
-from sepsis_api.ml.data import DataError, read_tables, validate_arrow
+from sepsis_api.ml.data import DataError, read_tables, validate_arrow_batch
 from sepsis_api.ml.locations import is_parquet, locate
 from sepsis_api.ml.scoring import ServedModel
 from sepsis_api.schema import ID_COLUMN
@@ -87,7 +87,7 @@ def row_results(batch: pa.RecordBatch, served: ServedModel) -> pa.RecordBatch:
     """Every row of ``batch`` in order: its scores, or the column, value and reason it was
     refused for (``ROW_RESULT_SCHEMA``)."""
     n = batch.num_rows
-    valid = validate_arrow(batch, first_row=1, seen_ids=set())
+    valid = validate_arrow_batch(batch, first_row=1)  # duplicates within the partition
     scores = scored_batch(served, valid)
     # Scatter the valid rows' scores and the errors into one row per input row.
     at = np.full(n, -1, dtype=np.int64)
