@@ -1,7 +1,7 @@
 """Batch scoring speed: the model call and `sepsis-api predict` end to end, 1 M and 10 M rows.
 
 The 768 rows of the data set (train + test) are replicated to the requested sizes
-(benchmarks/patients.py; the files are generated here, a slice at a time, and deleted after).
+(benchmarks/bench_files.py; the files are generated here, a slice at a time, and deleted after).
 The model call section prints rows per second (best of ``--repeats``) and the ratio to
 scikit-learn's own ``predict_proba`` on the same rows with the same fitted pipeline. This is not
 a test: it asserts nothing.
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from patients import patients, write_patients
+from bench_files import patients, write_files
 from sepsis_api.ml.store import PACKAGED_ROOT, Registry
 
 
@@ -106,7 +106,7 @@ def end_to_end(data: Path, rows: int, models: list[str], features: list[str], re
         "data path) against a naive pandas + scikit-learn script =="
     )
     with tempfile.TemporaryDirectory() as tmp:
-        src, pq_src = write_patients(data, rows, Path(tmp), features)
+        src, pq_src = write_files(data, rows, Path(tmp), features)
         print(
             f"input {src.stat().st_size / 1e6:.0f} MB CSV, {pq_src.stat().st_size / 1e6:.0f} MB "
             "Parquet"

@@ -2,7 +2,7 @@
 LocalCluster (two worker processes), CSV -> CSV and Parquet -> Parquet.
 
 The 768 rows of the data set (train + test) are replicated to the requested size under new IDs
-(benchmarks/patients.py), 10,000,000 by default.
+(benchmarks/bench_files.py), 10,000,000 by default.
 Each figure is a whole `sepsis-api predict` process (median of --repeats runs): for Spark and
 Dask that includes starting the JVM or the cluster, which a long-running session pays once.
 The peak is the largest resident set of any one process of the run (GNU time), not a sum over
@@ -25,7 +25,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from bench_batch import median_run
-from patients import write_patients
+from bench_files import write_files
 from sepsis_api.ml.store import PACKAGED_ROOT, Registry
 
 ENGINES = {
@@ -48,7 +48,7 @@ def main() -> None:
     print(f"model {args.model} {version.version}; {args.rows:,} rows; median of {args.repeats}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        csv, parquet = write_patients(args.data, args.rows, folder, version.card["features"])
+        csv, parquet = write_files(args.data, args.rows, folder, version.card["features"])
         sources = {fmt: {"csv": csv, "parquet": parquet}[fmt] for fmt in args.formats}
         size = {fmt: f"{path.stat().st_size / 1e6:.0f} MB" for fmt, path in sources.items()}
         print(f"input {', '.join(f'{fmt} {mb}' for fmt, mb in size.items())}")

@@ -25,7 +25,7 @@ def patients(data: Path) -> np.ndarray:
     return np.vstack([load_table(data / f"Paitients_Files_{s}.csv").X for s in ("Train", "Test")])
 
 
-def write_patients(data: Path, rows: int, folder: Path, features: list[str]) -> tuple[Path, Path]:
+def write_files(data: Path, rows: int, folder: Path, features: list[str]) -> tuple[Path, Path]:
     """``folder/patients.csv`` and ``folder/patients.parquet`` with ``rows`` rows: ID, then the
     features in ``features`` order."""
     base = np.nan_to_num(patients(data), nan=0.0)
