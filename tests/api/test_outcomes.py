@@ -468,3 +468,24 @@ def test_nul_characters_are_refused_or_unknown_not_a_database_error(api):
     )
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "prediction_id"
     assert revisions(api, pid) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/v1/predictions?patient_id=a%00b", "patient_id"),
+        ("/v1/predictions?model=a%00b", "model"),
+        ("/v1/predictions?model_version=a%00b", "model_version"),
+        ("/v1/predictions?cursor=a%00b", "cursor"),
+        ("/v1/monitoring/performance?model_version=a%00b", "model_version"),
+        ("/v1/monitoring/drift?model=a%00b", "model"),
+        ("/v1/monitoring/feedback?model_version=a%00b", "model_version"),
+    ],
+)
+def test_a_nul_in_a_text_filter_is_a_422_naming_it(api, path, field):
+    """A filter PostgreSQL could not compare is the client's mistake, named, on either database."""
+    predict(api)
+    r = api.get(path)
+    assert r.status_code == 422, r.text
+    [error] = r.json()["errors"]
+    assert error["field"] == field and error["value"] == "a\x00b", error

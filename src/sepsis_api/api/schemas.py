@@ -252,10 +252,16 @@ def rfc3339(value: object) -> datetime | None:
         ) from None
 
 
-def _blank_is_none(value: object) -> object:
-    """Blank text is text left out; a NUL character (which PostgreSQL cannot store) is a 422."""
+def no_nul(value: object) -> object:
+    """A NUL character (which PostgreSQL can neither store nor compare) is a 422."""
     if isinstance(value, str) and "\x00" in value:
         raise PydanticCustomError("no_nul", "Input should be text without NUL characters")
+    return value
+
+
+def _blank_is_none(value: object) -> object:
+    """Blank text is text left out; a NUL character is a 422."""
+    value = no_nul(value)
     return None if isinstance(value, str) and not value.strip() else value
 
 

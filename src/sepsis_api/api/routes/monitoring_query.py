@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Query
 
-from sepsis_api.api.routes.predictions import DateTimeQuery
+from sepsis_api.api.routes.predictions import DateTimeQuery, TextQuery
 
 Since = Annotated[
     datetime | None,
@@ -21,9 +21,12 @@ Until = Annotated[
     Query(description="Estimates created before this RFC 3339 date-time (default: now)."),
 ]
 ModelVersion = Annotated[
-    str | None, Query(max_length=64, description="Model version (default: the served one).")
+    str | None,
+    TextQuery,
+    Query(max_length=64, description="Model version (default: the served one)."),
 ]
 ModelName = Annotated[
     str | None,
+    TextQuery,
     Query(max_length=64, description="Model name (default: the version's default model)."),
 ]

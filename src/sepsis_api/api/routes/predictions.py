@@ -23,6 +23,7 @@ from sepsis_api.api.schemas import (
     ErrorResponse,
     HistoryPage,
     HistoryRecord,
+    no_nul,
     rfc3339,
 )
 from sepsis_api.api.security import caller_id
@@ -32,9 +33,10 @@ from sepsis_api.db.outcomes import OutcomeLog
 router = APIRouter(prefix="/v1", tags=["history"], dependencies=[Depends(caller_id)])
 T = TypeVar("T")
 
-__all__ = ["RFC3339_EXPECTED", "DateTimeQuery", "router"]
+__all__ = ["RFC3339_EXPECTED", "DateTimeQuery", "TextQuery", "router"]
 
 DateTimeQuery = BeforeValidator(rfc3339)
+TextQuery = BeforeValidator(no_nul)  # a filter the database could not compare: a 422
 KNOWN_PREDICTION = "the prediction_id of a recorded estimate"
 
 
@@ -117,12 +119,14 @@ async def list_predictions(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
     cursor: Annotated[
-        str | None, Query(max_length=64, description="`next_cursor` of the previous page.")
+        str | None,
+        TextQuery,
+        Query(max_length=64, description="`next_cursor` of the previous page."),
     ] = None,
-    patient_id: Annotated[str | None, Query(max_length=128)] = None,
+    patient_id: Annotated[str | None, TextQuery, Query(max_length=128)] = None,
     label: Annotated[Literal["Positive", "Negative"] | None, Query()] = None,
-    model: Annotated[str | None, Query(max_length=64, description="Model name.")] = None,
-    model_version: Annotated[str | None, Query(max_length=64)] = None,
+    model: Annotated[str | None, TextQuery, Query(max_length=64, description="Model name.")] = None,
+    model_version: Annotated[str | None, TextQuery, Query(max_length=64)] = None,
     since: Annotated[
         datetime | None,
         DateTimeQuery,
