@@ -5,8 +5,9 @@ The 768 rows of the data set (train + test) are replicated to the requested size
 (benchmarks/bench_files.py), 10,000,000 by default.
 Each figure is a whole `sepsis-api predict` process (median of --repeats runs): for Spark and
 Dask that includes starting the JVM or the cluster, which a long-running session pays once.
-The peak is the largest resident set of any one process of the run (GNU time), not a sum over
-the JVM or the Dask workers.
+The peak is GNU time's: the largest resident set of one process among those the run waited
+for, not a sum over the Dask workers; the Spark JVM is not among them, so Spark's figure is its
+Python driver's.
 Every engine's output is checked to be the same file as the local engine's. This is not a
 test: it asserts nothing about speed.
 
