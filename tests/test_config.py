@@ -47,7 +47,6 @@ def test_every_setting_is_read_from_its_documented_variable(monkeypatch):
         "cds_timeout_seconds": "1.5",
         "cds_jwks_cache_seconds": "60.0",
         "cds_jwt_max_seconds": "120.0",
-        "cds_replay_cache_size": "10",
         "cds_cors_origins": "https://ehr.example.org",
         "ui_public_url": "https://ui.example.org",
         "fhir_mapping": "/fhir-mapping.json",

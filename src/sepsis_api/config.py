@@ -132,13 +132,7 @@ class Settings(BaseSettings):
         default=600.0,
         gt=0,
         description="Longest lifetime (exp - now) accepted for a CDS Hooks JWT; each jti is "
-        "remembered until its exp, in memory, per server process.",
-    )
-    cds_replay_cache_size: int = Field(
-        default=100_000,
-        gt=0,
-        description="Most unexpired JWT ids remembered against replay; when full, new tokens "
-        "are refused (503) until some expire.",
+        "remembered until its exp, in the audit database, against replay to any process.",
     )
     cds_cors_origins: str | None = Field(
         default=None,

@@ -28,7 +28,6 @@ from cds import (
 )
 from ehr_server import EHRProcess
 from factories import PATIENT
-from sepsis_api.api.protocols.cds_auth import ReplayCache, TokenRefused
 from sepsis_api.config import Settings
 from sepsis_api.db.cds_feedback import FeedbackLog
 from sepsis_api.db.session import make_engine
@@ -373,16 +372,19 @@ def test_issuers_need_the_public_url():
         Settings(_env_file=None, public_url=PUBLIC_URL, cds_issuers={ISSUER: "file:///etc"})
 
 
-def test_the_replay_cache_forgets_expired_tokens_and_is_bounded():
-    cache = ReplayCache(2)
-    assert cache.first_use("i", "a", exp=10, now=0)
-    assert not cache.first_use("i", "a", exp=10, now=5)
-    assert cache.first_use("j", "a", exp=10, now=5)  # keyed by issuer and jti
-    with pytest.raises(TokenRefused) as full:
-        cache.first_use("i", "b", exp=10, now=5)
-    assert full.value.status == 503
-    assert cache.first_use("i", "a", exp=30, now=11)  # expired entries are forgotten
-    assert len(cache) == 1
+def test_a_token_replayed_to_another_process_sharing_the_database_is_refused(
+    make_client, cds_settings, keys, tmp_path
+):
+    """Two apps on one audit database, as two worker processes are: the replay is refused by
+    the one that did not see the token first."""
+    url = f"sqlite:///{tmp_path / 'shared' / 'audit.db'}"
+    one, two = (make_client(**cds_settings, database_url=url) for _ in range(2))
+    token = keys.token()
+    first = one.post(SERVICE, json=hook_request(prefetch()), headers=bearer(token))
+    assert first.status_code == 200, first.text
+    again = two.post(SERVICE, json=hook_request(prefetch()), headers=bearer(token))
+    assert again.status_code == 401 and "used before" in again.json()["detail"]
+    assert call(two, keys, hook_request(prefetch())).status_code == 200  # a fresh token is fine
 
 
 # --- feedback ------------------------------------------------------------------------------

@@ -116,3 +116,14 @@ class DriftDay(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     counts: Mapped[dict[str, Any]] = mapped_column(JSON)
     computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CDSTokenUse(Base):
+    """A CDS Hooks JWT seen: its issuer and ``jti``, kept until the token expires, so that a
+    token replayed to any worker process or replica sharing this database is refused."""
+
+    __tablename__ = "cds_token_uses"
+
+    issuer: Mapped[str] = mapped_column(String(2048), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(256), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

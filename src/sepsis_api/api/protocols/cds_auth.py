@@ -5,20 +5,21 @@ CDS Hooks 2.0 ("Trusting CDS Clients"): the token is signed with the EHR's priva
 recommendation) and ES256. The issuer must be on the allow-list (SEPSIS_API_CDS_ISSUERS), whose
 entry names its JWKS URL; a ``jku`` header is never followed. ``aud`` must be the URL of the
 endpoint called (or the discovery URL, which some EHRs send for every call); ``exp``, ``iat``
-and ``jti`` are required, and a ``jti`` is accepted once per issuer until its ``exp``.
-
-The replay cache lives in the server process: with several worker processes or replicas a
-token replayed to another process is not recognised there (see the README's CDS Hooks section).
+and ``jti`` are required, and a ``jti`` is accepted once per issuer until its ``exp``: the
+tokens seen are kept in the audit database (db/token_uses.py), so a token replayed to another
+worker process or replica sharing it is refused there too.
 """
 
 from __future__ import annotations
 
-import heapq
-import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import jwt
+from sqlalchemy.exc import SQLAlchemyError
+
+from sepsis_api.db.token_uses import TokenUses
 
 ALGORITHMS = ("ES384", "RS384", "ES256")
 LEEWAY_SECONDS = 30  # clock difference tolerated between the EHR and this server
@@ -27,48 +28,16 @@ MAX_JTI_CHARS = 256
 
 class TokenRefused(Exception):
     """The token does not let the caller in: 401 (or 503 when the issuer's keys cannot be
-    fetched or the replay cache is full), with the reason."""
+    fetched or the tokens seen cannot be read or kept), with the reason."""
 
     def __init__(self, reason: str, status: int = 401) -> None:
         super().__init__(reason)
         self.reason, self.status = reason, status
 
 
-class ReplayCache:
-    """(issuer, jti) pairs seen, each until its token's expiry; at most ``size`` at a time.
-    Thread-safe: tokens are verified in worker threads."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._until: dict[tuple[str, str], float] = {}
-        self._expiries: list[tuple[float, str, str]] = []  # heap, soonest expiry first
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._until)
-
-    def first_use(self, issuer: str, jti: str, exp: float, now: float) -> bool:
-        """Remember the pair; False if it was seen and has not expired yet."""
-        key = (issuer, jti)
-        with self._lock:
-            while self._expiries and self._expiries[0][0] <= now:
-                _, i, j = heapq.heappop(self._expiries)
-                if self._until.get((i, j), now + 1) <= now:
-                    del self._until[(i, j)]
-            if key in self._until:
-                return False
-            if len(self._until) >= self.size:
-                raise TokenRefused(
-                    f"too many unexpired tokens remembered ({self.size}); retry later", 503
-                )
-            self._until[key] = exp
-            heapq.heappush(self._expiries, (exp, issuer, jti))
-            return True
-
-
 class EHRTokens:
-    """The allow-listed issuers, their JWKS clients (PyJWKClient: fetched with a timeout,
-    cached for ``cache_seconds``) and the replay cache."""
+    """The allow-listed issuers and their JWKS clients (PyJWKClient: fetched with a timeout,
+    cached for ``cache_seconds``)."""
 
     def __init__(
         self,
@@ -77,18 +46,17 @@ class EHRTokens:
         timeout: float,
         cache_seconds: float,
         max_lifetime: float,
-        replay_size: int,
     ) -> None:
         self.clients = {
             iss: jwt.PyJWKClient(url, cache_jwk_set=True, lifespan=cache_seconds, timeout=timeout)
             for iss, url in issuers.items()
         }
         self.max_lifetime = max_lifetime
-        self.replays = ReplayCache(replay_size)
 
-    def verify(self, token: str, audiences: list[str]) -> dict[str, Any]:
-        """The token's claims once every check passed; else TokenRefused. Blocking (it may
-        fetch the issuer's JWKS): call it off the event loop."""
+    def verify(self, token: str, audiences: list[str], uses: TokenUses) -> dict[str, Any]:
+        """The token's claims once every check passed, its use recorded in ``uses``; else
+        TokenRefused. Blocking (it may fetch the issuer's JWKS and writes to the database):
+        call it off the event loop."""
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
@@ -126,7 +94,7 @@ class EHRTokens:
             raise TokenRefused("the JWT has expired (exp)") from None
         except jwt.PyJWTError as e:
             raise TokenRefused(f"the JWT is not valid: {e}") from None
-        return self._fresh(claims, issuer)
+        return self._fresh(claims, issuer, uses)
 
     @staticmethod
     def _key(client: jwt.PyJWKClient, kid: str, issuer: str) -> jwt.PyJWK:
@@ -139,7 +107,7 @@ class EHRTokens:
         except jwt.PyJWTError as e:  # a JWKS whose keys cannot be read
             raise TokenRefused(f"issuer {issuer!r}: unusable JWKS ({e})", 503) from None
 
-    def _fresh(self, claims: dict[str, Any], issuer: str) -> dict[str, Any]:
+    def _fresh(self, claims: dict[str, Any], issuer: str, uses: TokenUses) -> dict[str, Any]:
         """Lifetime and single use of a verified token."""
         now = time.time()
         exp = float(claims["exp"])
@@ -150,6 +118,15 @@ class EHRTokens:
         jti = claims["jti"]
         if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_CHARS:
             raise TokenRefused(f"JWT jti must be a string of 1 to {MAX_JTI_CHARS} characters")
-        if not self.replays.first_use(issuer, jti, exp + LEEWAY_SECONDS, now):
+        if "\x00" in jti:  # PostgreSQL cannot store it
+            raise TokenRefused("JWT jti must not contain a NUL character")
+        until = datetime.fromtimestamp(exp + LEEWAY_SECONDS, UTC)
+        try:
+            first = uses.first_use(issuer, jti, until, datetime.fromtimestamp(now, UTC))
+        except SQLAlchemyError as e:
+            raise TokenRefused(
+                f"the tokens seen cannot be checked for replay now ({type(e).__name__})", 503
+            ) from None
+        if not first:
             raise TokenRefused(f"JWT jti {jti!r} was used before (a replayed token)")
         return claims

@@ -60,6 +60,7 @@ from sepsis_api.api.protocols.fhir_mapping import (
 from sepsis_api.api.security import caller_id
 from sepsis_api.config import Settings
 from sepsis_api.db.cds_feedback import FeedbackIn, FeedbackLog, UnknownCards
+from sepsis_api.db.token_uses import TokenUses
 from sepsis_api.ml.data import validate_matrix
 from sepsis_api.schema import FEATURES, NOT_A_DEVICE
 
@@ -204,7 +205,6 @@ def ehr_tokens(settings: Settings) -> EHRTokens | None:
         timeout=settings.cds_timeout_seconds,
         cache_seconds=settings.cds_jwks_cache_seconds,
         max_lifetime=settings.cds_jwt_max_seconds,
-        replay_size=settings.cds_replay_cache_size,
     )
 
 
@@ -231,10 +231,11 @@ async def _caller(request: Request) -> str:
     audiences = list(
         dict.fromkeys([base + path, base + path.removesuffix("/feedback"), base + PREFIX])
     )
+    uses = TokenUses(service(request).audit.engine)
     wait = 2 * settings.cds_timeout_seconds + 1  # a JWKS fetch at most, plus the checks
     try:
         claims = await asyncio.wait_for(
-            run_in_threadpool(tokens.verify, token.strip(), audiences), wait
+            run_in_threadpool(tokens.verify, token.strip(), audiences, uses), wait
         )
     except TokenRefused as e:
         raise _refused(e.reason, e.status) from None
