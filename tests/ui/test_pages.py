@@ -409,3 +409,16 @@ def test_model_page_shows_card_metrics_plots_and_limitations(live_server, open_p
     assert len(at.image) >= 6  # ROC, PR, calibration and one confusion matrix per model
     assert not any("could not be loaded" in c for c in texts(at, "caption"))
     assert any("not a validated clinical device" in m for m in texts(at, "markdown"))
+
+
+def test_a_picked_date_range_is_whole_utc_days_up_to_the_last_day_allowed():
+    from datetime import date
+
+    from sepsis_api.ui.common import day_bounds
+
+    assert day_bounds(()) == (None, None)
+    assert day_bounds((date(2026, 12, 1), date(2026, 12, 2))) == (
+        "2026-12-01T00:00:00+00:00",
+        "2026-12-03T00:00:00+00:00",
+    )
+    assert day_bounds((date(9999, 12, 30), date.max)) == ("9999-12-30T00:00:00+00:00", None)

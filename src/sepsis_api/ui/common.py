@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar
 
 import altair as alt
@@ -361,3 +362,14 @@ def sidebar() -> None:
         if key:
             st.caption(":material/key: Sends the API key from the UI's settings.")
         st.caption("Research and teaching demonstration — **not a validated clinical device**.")
+
+
+def day_bounds(days: tuple[date, ...]) -> tuple[str | None, str | None]:
+    """A picked date range (UTC days, end inclusive) -> the API's since/until."""
+    if not days:
+        return None, None
+    start = datetime.combine(days[0], time.min, tzinfo=UTC)
+    if days[-1] == date.max:  # no day after it: everything from the start
+        return start.isoformat(), None
+    end = datetime.combine(days[-1], time.min, tzinfo=UTC) + timedelta(days=1)
+    return start.isoformat(), end.isoformat()

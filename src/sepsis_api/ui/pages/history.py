@@ -5,7 +5,7 @@ Everything here is read from the API on every visit, so it survives reloads and 
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -33,15 +33,6 @@ def when(iso: str) -> str:
     if t.tzinfo is not None:
         t = t.astimezone(UTC)
     return t.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def day_bounds(days: tuple[date, ...]) -> tuple[str | None, str | None]:
-    """A picked date range (UTC days, end inclusive) -> the API's since/until."""
-    if not days:
-        return None, None
-    start = datetime.combine(days[0], time.min, tzinfo=UTC)
-    end = datetime.combine(days[-1], time.min, tzinfo=UTC) + timedelta(days=1)
-    return start.isoformat(), end.isoformat()
 
 
 def _older() -> None:
@@ -212,7 +203,7 @@ with st.container(border=True):
         max_value=date.today() + timedelta(days=1),
     )
 
-since, until = day_bounds(tuple(days) if isinstance(days, tuple | list) else (days,))
+since, until = common.day_bounds(tuple(days) if isinstance(days, tuple | list) else (days,))
 size = st.session_state.get("hist_size", PAGE_SIZES[1])
 params: dict[str, Any] = {
     "patient_id": patient.strip() or None,
