@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -193,3 +194,22 @@ def test_train_without_the_train_extra_says_what_to_install(train_csv, tmp_path)
     assert "pip install 'sepsis-api[train]'" in proc.stderr
     assert "sklearn is not installed" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_db_current_on_a_missing_sqlite_file_says_so_and_creates_nothing(tmp_path):
+    db = tmp_path / "nowhere" / "audit.db"
+    env = {**os.environ, "SEPSIS_API_DATABASE_URL": f"sqlite:///{db}"}
+    proc = subprocess.run(
+        [*CLI, "db", "current"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "no database yet" in proc.stdout and "sepsis-api db upgrade" in proc.stdout
+    assert not db.exists() and not db.parent.exists()
+    upgraded = subprocess.run(
+        [*CLI, "db", "upgrade"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert upgraded.returncode == 0, upgraded.stderr
+    again = subprocess.run(
+        [*CLI, "db", "current"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert again.returncode == 0 and "up to date" in again.stdout, again.stdout

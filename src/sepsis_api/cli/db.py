@@ -40,8 +40,16 @@ def upgrade() -> None:
 @app.command("current")
 def current() -> None:
     """Show the audit database's schema revision and whether it is up to date."""
-    from sepsis_api.db import migrate
+    from pathlib import Path
 
+    from sepsis_api.db import migrate
+    from sepsis_api.db.session import sqlite_file
+
+    url = get_settings().effective_database_url
+    path = sqlite_file(url)
+    if path is not None and not Path(path).exists():  # a look must not create the file
+        out.print(f"{url}: no database yet - run `sepsis-api db upgrade`")
+        raise typer.Exit(1)
     engine = _engine()
     revision, head = migrate.current_revision(engine), migrate.head_revision(engine)
     state = "up to date" if revision == head else "behind: run `sepsis-api db upgrade`"
