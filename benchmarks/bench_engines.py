@@ -5,9 +5,8 @@ The 768 rows of the data set (train + test) are replicated to the requested size
 (benchmarks/bench_files.py), 10,000,000 by default.
 Each figure is a whole `sepsis-api predict` process (median of --repeats runs): for Spark and
 Dask that includes starting the JVM or the cluster, which a long-running session pays once.
-The peak is GNU time's: the largest resident set of one process among those the run waited
-for, not a sum over the Dask workers; the Spark JVM is not among them, so Spark's figure is its
-Python driver's.
+The peak is GNU time's maximum resident set: that of the largest single process of those it
+accounts for (the children waited for), not a sum over the driver, the JVM and the workers.
 Every engine's output is checked to be the same file as the local engine's. This is not a
 test: it asserts nothing about speed.
 
