@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from factories import record_scored
 from sepsis_api.db.drift_days import DriftDays
@@ -43,7 +43,22 @@ def _direct(card, name, X, probability, alerts):
     return out
 
 
-def test_past_days_are_stored_equal_to_a_direct_count_and_read_back(audit, shipped, train_csv):
+def counting_days(monkeypatch) -> list[d.Window]:
+    """The pieces of windows counted from the estimates from now on (the count still runs)."""
+    counted: list[d.Window] = []
+    count = d._window_counts
+
+    def spy(engine, window, *args):
+        counted.append(window)
+        return count(engine, window, *args)
+
+    monkeypatch.setattr(d, "_window_counts", spy)
+    return counted
+
+
+def test_past_days_are_stored_equal_to_a_direct_count_and_read_back(
+    audit, shipped, train_csv, monkeypatch
+):
     model = Predictor(shipped).default
     X = sample(train_csv, 7)
     now = datetime.now(UTC)
@@ -68,17 +83,8 @@ def test_past_days_are_stored_equal_to_a_direct_count_and_read_back(audit, shipp
 
     # Another process (nothing in memory) reads the past days back: it counts today only.
     d.CLOSED_DAYS.clear()
-    counted: list[str] = []
-
-    def seen(_conn, _cursor, statement, *_args):
-        if '"risk:<0"' in statement:  # a day's aggregate (its column names)
-            counted.append(statement)
-
-    event.listen(audit.engine, "before_cursor_execute", seen)
-    try:
-        again = d.drift_report(audit.engine, shipped.card, window).as_dict()
-    finally:
-        event.remove(audit.engine, "before_cursor_execute", seen)
+    counted = counting_days(monkeypatch)
+    again = d.drift_report(audit.engine, shipped.card, window).as_dict()
     assert again == first
     # only the days not over yet (today) are counted again
     assert len(counted) == len(first["alerts_per_day"]) - len(over) >= 1
@@ -94,26 +100,17 @@ def _over(days, now):
     }
 
 
-def test_the_monitoring_task_counts_past_days_ahead_once(audit, shipped, train_csv):
+def test_the_monitoring_task_counts_past_days_ahead_once(audit, shipped, train_csv, monkeypatch):
     model = Predictor(shipped).default
     now = datetime.now(UTC)
     stamps = [now - timedelta(days=5 - i // 100, minutes=i % 100) for i in range(N)]
     record_scored(audit, model, sample(train_csv, 8), stamps)
-    counted: list[str] = []
-
-    def seen(_conn, _cursor, statement, *_args):
-        if '"risk:<0"' in statement:
-            counted.append(statement)
-
-    event.listen(audit.engine, "before_cursor_execute", seen)
-    try:
-        d.CLOSED_DAYS.clear()
-        d.count_past_days(audit.engine, shipped.card, model.name, 7)
-        first = len(counted)
-        d.CLOSED_DAYS.clear()  # a restart: the days are read back, not counted again
-        d.count_past_days(audit.engine, shipped.card, model.name, 7)
-    finally:
-        event.remove(audit.engine, "before_cursor_execute", seen)
+    counted = counting_days(monkeypatch)
+    d.CLOSED_DAYS.clear()
+    d.count_past_days(audit.engine, shipped.card, model.name, 7)
+    first = len(counted)
+    d.CLOSED_DAYS.clear()  # a restart: the days are read back, not counted again
+    d.count_past_days(audit.engine, shipped.card, model.name, 7)
     with audit.engine.connect() as conn:
         stored = set(conn.scalars(select(DriftDay.day)))
     past = {t.date() for t in stamps} - {now.date()}

@@ -40,11 +40,26 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Engine, and_, case, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Double,
+    Engine,
+    Integer,
+    and_,
+    case,
+    cast,
+    column,
+    func,
+    join,
+    select,
+    true,
+)
+from sqlalchemy.sql import Select
 
 from sepsis_api.db.drift_days import DriftDays
 from sepsis_api.db.models import Prediction
 from sepsis_api.db.session import stored_time
+from sepsis_api.monitoring import arrays
 from sepsis_api.monitoring.stats import Interval, wilson
 from sepsis_api.schema import FEATURES, LABEL_POSITIVE
 
@@ -226,41 +241,61 @@ def _where(window: Window, engine: Engine) -> ColumnElement[bool]:
     )
 
 
-def _count(condition: ColumnElement[bool]) -> ColumnElement[int]:
-    return func.count(case((condition, 1)))
+def _values(engine: Engine, window: Window, codes: list[str]) -> Select[Any]:
+    """The window's rows: each feature's value in ``codes``' order (NULL when absent), the
+    probability and whether the estimate alerted, as ``v0, v1, ..., probability, alert``."""
+    if engine.dialect.name == "postgresql":
+        # json_to_record parses each row's JSON once; ->> would parse it once per feature.
+        record = (
+            func.json_to_record(Prediction.inputs)
+            .table_valued(*(column(c, Double) for c in codes))
+            .render_derived(with_types=True)
+        )
+        values = [record.c[c] for c in codes]
+        source: Any = join(Prediction, record, true())
+    else:  # SQLite caches a row's parsed JSON across its json_extract calls
+        values = [Prediction.inputs[c].as_float() for c in codes]
+        source = Prediction
+    alert = case((Prediction.label == LABEL_POSITIVE, 1), else_=0)
+    columns = [v.label(f"v{i}") for i, v in enumerate(values)]
+    q = select(
+        *columns,
+        cast(Prediction.probability, Double).label("probability"),
+        cast(alert, Integer).label("alert"),
+    )
+    return q.select_from(source).where(_where(window, engine))
 
 
 def _window_counts(
     engine: Engine, window: Window, features: dict[str, dict[str, Any]], risk_edges: list[float]
 ) -> dict[str, Any]:
-    """One pass over the window: per feature the observed count, the count below each edge,
-    the count outside the training range and the sum; the same below each risk edge."""
-    values = []
-    for f in FEATURES:
-        if f.code not in features:
-            continue
-        v = Prediction.inputs[f.code].as_float()
-        values.append((func.nullif(v, 0) if f.zero_means_missing else v).label(f.code))
-    # OFFSET 0 (SQLite: LIMIT -1 OFFSET 0) keeps the subquery from being merged into the
-    # outer one, which would extract every JSON value once per aggregate instead of once.
-    inner = (
-        select(*values, Prediction.probability, Prediction.label)
-        .where(_where(window, engine))
-        .offset(0)
-        .subquery()
-    )
-    cols: list[Any] = [func.count().label("n")]
-    for code, ref in features.items():
-        v = inner.c[code]
-        lo, hi = ref["valid_range"]
-        cols += [func.count(v).label(f"{code}:observed"), func.sum(v).label(f"{code}:sum")]
-        cols.append(_count(or_(v < lo, v > hi)).label(f"{code}:out"))
-        cols += [_count(v < e).label(f"{code}:<{i}") for i, e in enumerate(ref["edges"])]
-    cols.append(_count(inner.c.label == LABEL_POSITIVE).label("alerts"))
-    cols += [_count(inner.c.probability < e).label(f"risk:<{i}") for i, e in enumerate(risk_edges)]
+    """The window's values read into numpy, then counted: per feature the observed count, the
+    count below each edge, the count outside the training range and the sum; the number of
+    estimates and of alerts; the count below each risk edge."""
+    codes = [f.code for f in FEATURES if f.code in features]
+    columns = [(f"v{i}", arrays.F8) for i in range(len(codes))]
+    columns += [("probability", arrays.F8), ("alert", arrays.I4)]
     with engine.connect() as conn:
-        row = conn.execute(select(*cols).select_from(inner)).one()
-    return dict(row._mapping)
+        got = arrays.read(conn, _values(engine, window, codes), columns, nullable=True)
+    zero_missing = {f.code for f in FEATURES if f.zero_means_missing}
+    counts: dict[str, Any] = {"n": len(got["alert"]), "alerts": int(got["alert"].sum())}
+    for i, code in enumerate(codes):
+        v = got[f"v{i}"]
+        v = v[~np.isnan(v) & ((v != 0) if code in zero_missing else True)]
+        ref = features[code]
+        lo, hi = ref["valid_range"]
+        counts[f"{code}:observed"] = len(v)
+        counts[f"{code}:sum"] = float(v.sum()) if len(v) else None
+        counts[f"{code}:out"] = int(np.count_nonzero((v < lo) | (v > hi)))
+        counts.update(_below(code, np.sort(v), ref["edges"]))
+    counts.update(_below("risk", np.sort(got["probability"]), risk_edges))
+    return counts
+
+
+def _below(name: str, ordered: np.ndarray, edges: list[float]) -> dict[str, int]:
+    """``name:<i``: how many of the sorted values (NaN last, never counted) are below edge i."""
+    below = np.searchsorted(ordered, np.asarray(edges, dtype=np.float64), side="left")
+    return {f"{name}:<{i}": int(b) for i, b in enumerate(below)}
 
 
 def _data_range(engine: Engine, window: Window) -> tuple[datetime, datetime] | None:
