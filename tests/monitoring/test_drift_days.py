@@ -7,11 +7,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, update
 
 from factories import record_scored
 from sepsis_api.db.drift_days import DriftDays
-from sepsis_api.db.models import DriftDay
+from sepsis_api.db.models import DriftDay, Prediction
 from sepsis_api.ml.data import load_table
 from sepsis_api.ml.scoring import Predictor
 from sepsis_api.monitoring import drift as d
@@ -128,3 +129,30 @@ def test_a_day_stored_twice_keeps_the_first(audit):
     assert days.load("v", "m", "s" * 64, day, day) == {}  # other bins: not these counts
     with audit.engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(DriftDay)) == 1
+
+
+def test_a_value_absent_or_null_counts_as_not_measured(audit, shipped, train_csv):
+    model = Predictor(shipped).default
+    X = sample(train_csv, 9)
+    start = datetime.now(UTC) - timedelta(days=2)
+    s = record_scored(audit, model, X, [start + timedelta(seconds=i) for i in range(N)])
+    j = [f.code for f in FEATURES].index("BD2")
+    with audit.engine.begin() as conn:
+        rows = conn.execute(
+            select(Prediction.id, Prediction.inputs).order_by(Prediction.created_at).limit(20)
+        ).all()
+        for k, (pid, inputs) in enumerate(rows):
+            changed = {c: v for c, v in inputs.items() if c != "BD2"}  # absent
+            if k % 2:
+                changed["BD2"] = None  # null
+            conn.execute(update(Prediction).where(Prediction.id == pid).values(inputs=changed))
+    X = X.copy()
+    X[:20, j] = np.nan
+    ref = shipped.card["drift_reference"]
+    window = d.Window(shipped.version, model.name, start, start + timedelta(seconds=N))
+    risk_edges = ref["predicted_risk"][model.name]["edges"]
+    got = d._window_counts(audit.engine, window, ref["features"], risk_edges)
+    want = _direct(shipped.card, model.name, X, s.probability, s.positive.sum())
+    assert {k: got[k] for k in want} == want
+    assert got["BD2:observed"] == N - 20
+    assert got["BD2:sum"] == pytest.approx(np.nansum(X[:, j]))
