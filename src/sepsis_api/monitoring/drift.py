@@ -4,15 +4,16 @@ Per feature, the population stability index (PSI) of the live values against the
 data's decile bins (plus a "not measured" bin, so a change in how often a value is missing
 counts as drift); the same for the predicted risk against the out-of-fold probabilities; the
 alert rate with its Wilson interval against the card's; and the alerts per day. The window
-is counted one UTC day at a time (memory bounded by a day's estimates): one query reads the
-day's feature values, probabilities and alerts into numpy (monitoring/arrays.py), where one
-function counts them against the bins. A whole day that is over is counted once: its counts
-are written to the ``drift_days`` table (db/drift_days.py), where every worker process and
-every later run finds them, and kept in memory (``ClosedDays``); so a window of many days
-costs a read of today's estimates once its past days have been counted, by a call or by the
-monitoring task (api/monitor.py), which counts the recent past days off the request path. Most
-of a day's cost is reading the values out of the JSON inputs (on SQLite also making a Python
-float of each); counting them in numpy is a small part.
+is counted one UTC day at a time (memory bounded by a day's estimates): the day's feature
+values, probabilities and alerts are read into numpy from one snapshot (one query on
+PostgreSQL, two on SQLite), where one function counts them against the bins. A whole day
+that is over is counted once: its counts are written to the ``drift_days`` table
+(db/drift_days.py), where every worker process and every later run finds them, and kept in
+memory (``ClosedDays``); so a window of many days costs a read of today's estimates once its
+past days have been counted, by a call or by the monitoring task (api/monitor.py), which counts
+the recent past days off the request path. Most of a day's cost is reading the values out of
+the JSON inputs and handing them to numpy (on PostgreSQL packed into one binary value, on
+SQLite as one text of the values as written); counting them in numpy is a small part.
 
 Thresholds are the usual ones of credit scoring, where PSI comes from: below 0.1 stable,
 0.1 to 0.25 a moderate shift worth a look (``warn``), 0.25 and above a shift (``alert``).
