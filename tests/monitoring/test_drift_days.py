@@ -7,11 +7,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from sqlalchemy import event, func, select
+import pytest
+from sqlalchemy import func, select, update
 
 from factories import record_scored
 from sepsis_api.db.drift_days import DriftDays
-from sepsis_api.db.models import DriftDay
+from sepsis_api.db.models import DriftDay, Prediction
 from sepsis_api.ml.data import load_table
 from sepsis_api.ml.scoring import Predictor
 from sepsis_api.monitoring import drift as d
@@ -43,7 +44,22 @@ def _direct(card, name, X, probability, alerts):
     return out
 
 
-def test_past_days_are_stored_equal_to_a_direct_count_and_read_back(audit, shipped, train_csv):
+def counting_days(monkeypatch) -> list[d.Window]:
+    """The pieces of windows counted from the estimates from now on (the count still runs)."""
+    counted: list[d.Window] = []
+    count = d._window_counts
+
+    def spy(engine, window, *args):
+        counted.append(window)
+        return count(engine, window, *args)
+
+    monkeypatch.setattr(d, "_window_counts", spy)
+    return counted
+
+
+def test_past_days_are_stored_equal_to_a_direct_count_and_read_back(
+    audit, shipped, train_csv, monkeypatch
+):
     model = Predictor(shipped).default
     X = sample(train_csv, 7)
     now = datetime.now(UTC)
@@ -68,17 +84,8 @@ def test_past_days_are_stored_equal_to_a_direct_count_and_read_back(audit, shipp
 
     # Another process (nothing in memory) reads the past days back: it counts today only.
     d.CLOSED_DAYS.clear()
-    counted: list[str] = []
-
-    def seen(_conn, _cursor, statement, *_args):
-        if '"risk:<0"' in statement:  # a day's aggregate (its column names)
-            counted.append(statement)
-
-    event.listen(audit.engine, "before_cursor_execute", seen)
-    try:
-        again = d.drift_report(audit.engine, shipped.card, window).as_dict()
-    finally:
-        event.remove(audit.engine, "before_cursor_execute", seen)
+    counted = counting_days(monkeypatch)
+    again = d.drift_report(audit.engine, shipped.card, window).as_dict()
     assert again == first
     # only the days not over yet (today) are counted again
     assert len(counted) == len(first["alerts_per_day"]) - len(over) >= 1
@@ -94,26 +101,17 @@ def _over(days, now):
     }
 
 
-def test_the_monitoring_task_counts_past_days_ahead_once(audit, shipped, train_csv):
+def test_the_monitoring_task_counts_past_days_ahead_once(audit, shipped, train_csv, monkeypatch):
     model = Predictor(shipped).default
     now = datetime.now(UTC)
     stamps = [now - timedelta(days=5 - i // 100, minutes=i % 100) for i in range(N)]
     record_scored(audit, model, sample(train_csv, 8), stamps)
-    counted: list[str] = []
-
-    def seen(_conn, _cursor, statement, *_args):
-        if '"risk:<0"' in statement:
-            counted.append(statement)
-
-    event.listen(audit.engine, "before_cursor_execute", seen)
-    try:
-        d.CLOSED_DAYS.clear()
-        d.count_past_days(audit.engine, shipped.card, model.name, 7)
-        first = len(counted)
-        d.CLOSED_DAYS.clear()  # a restart: the days are read back, not counted again
-        d.count_past_days(audit.engine, shipped.card, model.name, 7)
-    finally:
-        event.remove(audit.engine, "before_cursor_execute", seen)
+    counted = counting_days(monkeypatch)
+    d.CLOSED_DAYS.clear()
+    d.count_past_days(audit.engine, shipped.card, model.name, 7)
+    first = len(counted)
+    d.CLOSED_DAYS.clear()  # a restart: the days are read back, not counted again
+    d.count_past_days(audit.engine, shipped.card, model.name, 7)
     with audit.engine.connect() as conn:
         stored = set(conn.scalars(select(DriftDay.day)))
     past = {t.date() for t in stamps} - {now.date()}
@@ -131,3 +129,30 @@ def test_a_day_stored_twice_keeps_the_first(audit):
     assert days.load("v", "m", "s" * 64, day, day) == {}  # other bins: not these counts
     with audit.engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(DriftDay)) == 1
+
+
+def test_a_value_absent_or_null_counts_as_not_measured(audit, shipped, train_csv):
+    model = Predictor(shipped).default
+    X = sample(train_csv, 9)
+    start = datetime.now(UTC) - timedelta(days=2)
+    s = record_scored(audit, model, X, [start + timedelta(seconds=i) for i in range(N)])
+    j = [f.code for f in FEATURES].index("BD2")
+    with audit.engine.begin() as conn:
+        rows = conn.execute(
+            select(Prediction.id, Prediction.inputs).order_by(Prediction.created_at).limit(20)
+        ).all()
+        for k, (pid, inputs) in enumerate(rows):
+            changed = {c: v for c, v in inputs.items() if c != "BD2"}  # absent
+            if k % 2:
+                changed["BD2"] = None  # null
+            conn.execute(update(Prediction).where(Prediction.id == pid).values(inputs=changed))
+    X = X.copy()
+    X[:20, j] = np.nan
+    ref = shipped.card["drift_reference"]
+    window = d.Window(shipped.version, model.name, start, start + timedelta(seconds=N))
+    risk_edges = ref["predicted_risk"][model.name]["edges"]
+    got = d._window_counts(audit.engine, window, ref["features"], risk_edges)
+    want = _direct(shipped.card, model.name, X, s.probability, s.positive.sum())
+    assert {k: got[k] for k in want} == want
+    assert got["BD2:observed"] == N - 20
+    assert got["BD2:sum"] == pytest.approx(np.nansum(X[:, j]))

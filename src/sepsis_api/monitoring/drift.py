@@ -3,14 +3,17 @@
 Per feature, the population stability index (PSI) of the live values against the training
 data's decile bins (plus a "not measured" bin, so a change in how often a value is missing
 counts as drift); the same for the predicted risk against the out-of-fold probabilities; the
-alert rate with its Wilson interval against the card's; and the alerts per day. The counts
-come from one aggregate query per UTC day of the window, never from rows fetched into Python.
-A whole day that is over is counted once: its counts are written to the ``drift_days`` table
+alert rate with its Wilson interval against the card's; and the alerts per day. The window
+is counted one UTC day at a time (memory bounded by a day's estimates): the day's feature
+values, probabilities and alerts are read into numpy from one snapshot (one query on
+PostgreSQL, two on SQLite), where one function counts them against the bins. A whole day
+that is over is counted once: its counts are written to the ``drift_days`` table
 (db/drift_days.py), where every worker process and every later run finds them, and kept in
-memory (``ClosedDays``); so a window of many days costs a query over today's estimates once
-its past days have been counted, by a call or by the monitoring task (api/monitor.py), which
-counts the recent past days off the request path. Most of a day's cost is the aggregates
-themselves (about 130 comparisons and counts per row), not reading the JSON inputs.
+memory (``ClosedDays``); so a window of many days costs a read of today's estimates once its
+past days have been counted, by a call or by the monitoring task (api/monitor.py), which counts
+the recent past days off the request path. Most of a day's cost is reading the values out of
+the JSON inputs and handing them to numpy (on PostgreSQL packed into one binary value, on
+SQLite as one text of the values as written); counting them in numpy is a small part.
 
 Thresholds are the usual ones of credit scoring, where PSI comes from: below 0.1 stable,
 0.1 to 0.25 a moderate shift worth a look (``warn``), 0.25 and above a shift (``alert``).
@@ -40,11 +43,26 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Engine, and_, case, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Double,
+    Engine,
+    Integer,
+    and_,
+    case,
+    cast,
+    column,
+    func,
+    join,
+    select,
+    true,
+)
 
 from sepsis_api.db.drift_days import DriftDays
 from sepsis_api.db.models import Prediction
 from sepsis_api.db.session import stored_time
+from sepsis_api.monitoring import arrays
 from sepsis_api.monitoring.stats import Interval, wilson
 from sepsis_api.schema import FEATURES, LABEL_POSITIVE
 
@@ -226,41 +244,82 @@ def _where(window: Window, engine: Engine) -> ColumnElement[bool]:
     )
 
 
-def _count(condition: ColumnElement[bool]) -> ColumnElement[int]:
-    return func.count(case((condition, 1)))
+def _read(engine: Engine, window: Window, codes: list[str]) -> dict[str, np.ndarray]:
+    """The window's rows as arrays: each feature's value in ``codes``' order (``v0``, ``v1``,
+    ...; NaN when absent), the probability and whether the estimate alerted (``alert``)."""
+    alert = cast(case((Prediction.label == LABEL_POSITIVE, 1), else_=0), Integer).label("alert")
+    probability = cast(Prediction.probability, Double).label("probability")
+    columns = [(f"v{i}", arrays.F8) for i in range(len(codes))]
+    columns += [("probability", arrays.F8), ("alert", arrays.I4)]
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            # json_to_record parses each row's JSON once; ->> would parse it once per feature.
+            record = (
+                func.json_to_record(Prediction.inputs)
+                .table_valued(*(column(c, Double) for c in codes))
+                .render_derived(with_types=True)
+            )
+            values = [record.c[c].label(f"v{i}") for i, c in enumerate(codes)]
+            q = select(*values, probability, alert).select_from(join(Prediction, record, true()))
+            return arrays.read(conn, q.where(_where(window, engine)), columns, nullable=True)
+        # Two reads of one snapshot: rows committed in between would make them disagree (the
+        # driver starts no transaction for a SELECT by itself; the rollback at the end ends it).
+        conn.exec_driver_sql("BEGIN")
+        q = select(probability, alert).where(_where(window, engine))
+        got = arrays.read(conn, q, columns[len(codes) :])
+        got.update(_sqlite_values(conn, window, codes, len(got["alert"])))
+    return got
+
+
+def _sqlite_values(
+    conn: Connection, window: Window, codes: list[str], n: int
+) -> dict[str, np.ndarray]:
+    """The ``n`` rows' feature values on SQLite, where a Python float per value would cost more
+    than the rest: one json_extract of all the paths gives a row's values as a JSON array of
+    their text as written (null when absent), SQLite joins the arrays into one text and numpy
+    parses it. The rows' order is SQLite's: each feature is counted on its own."""
+    if not codes:
+        return {}
+    paths = [f'$."{c}"' for c in codes]
+    paths += paths[:1] if len(paths) == 1 else []  # one path would give the value, no array
+    rows = func.json_extract(Prediction.inputs, *paths)
+    q = select(func.group_concat(rows, ",")).where(_where(window, conn.engine))
+    text = conn.execute(q).scalar() or ""
+    text = text.replace("[", "").replace("]", "").replace("null", "nan")
+    flat = np.fromstring(text, sep=",") if text else np.empty(0)
+    if flat.size != n * len(paths):  # a value that is not a number
+        raise ValueError(f"unreadable feature values between {window.since} and {window.until}")
+    table = flat.reshape(n, len(paths))
+    return {f"v{i}": np.ascontiguousarray(table[:, i]) for i in range(len(codes))}
 
 
 def _window_counts(
     engine: Engine, window: Window, features: dict[str, dict[str, Any]], risk_edges: list[float]
 ) -> dict[str, Any]:
-    """One pass over the window: per feature the observed count, the count below each edge,
-    the count outside the training range and the sum; the same below each risk edge."""
-    values = []
-    for f in FEATURES:
-        if f.code not in features:
-            continue
-        v = Prediction.inputs[f.code].as_float()
-        values.append((func.nullif(v, 0) if f.zero_means_missing else v).label(f.code))
-    # OFFSET 0 (SQLite: LIMIT -1 OFFSET 0) keeps the subquery from being merged into the
-    # outer one, which would extract every JSON value once per aggregate instead of once.
-    inner = (
-        select(*values, Prediction.probability, Prediction.label)
-        .where(_where(window, engine))
-        .offset(0)
-        .subquery()
-    )
-    cols: list[Any] = [func.count().label("n")]
-    for code, ref in features.items():
-        v = inner.c[code]
+    """The window's values read into numpy, then counted: per feature the observed count, the
+    count below each edge, the count outside the training range and the sum; the number of
+    estimates and of alerts; the count below each risk edge."""
+    codes = [f.code for f in FEATURES if f.code in features]
+    got = _read(engine, window, codes)
+    zero_missing = {f.code for f in FEATURES if f.zero_means_missing}
+    counts: dict[str, Any] = {"n": len(got["alert"]), "alerts": int(got["alert"].sum())}
+    for i, code in enumerate(codes):
+        v = got[f"v{i}"]
+        v = v[~np.isnan(v) & ((v != 0) if code in zero_missing else True)]
+        ref = features[code]
         lo, hi = ref["valid_range"]
-        cols += [func.count(v).label(f"{code}:observed"), func.sum(v).label(f"{code}:sum")]
-        cols.append(_count(or_(v < lo, v > hi)).label(f"{code}:out"))
-        cols += [_count(v < e).label(f"{code}:<{i}") for i, e in enumerate(ref["edges"])]
-    cols.append(_count(inner.c.label == LABEL_POSITIVE).label("alerts"))
-    cols += [_count(inner.c.probability < e).label(f"risk:<{i}") for i, e in enumerate(risk_edges)]
-    with engine.connect() as conn:
-        row = conn.execute(select(*cols).select_from(inner)).one()
-    return dict(row._mapping)
+        counts[f"{code}:observed"] = len(v)
+        counts[f"{code}:sum"] = float(v.sum()) if len(v) else None
+        counts[f"{code}:out"] = int(np.count_nonzero((v < lo) | (v > hi)))
+        counts.update(_below(code, np.sort(v), ref["edges"]))
+    counts.update(_below("risk", np.sort(got["probability"]), risk_edges))
+    return counts
+
+
+def _below(name: str, ordered: np.ndarray, edges: list[float]) -> dict[str, int]:
+    """``name:<i``: how many of the sorted values (NaN last, never counted) are below edge i."""
+    below = np.searchsorted(ordered, np.asarray(edges, dtype=np.float64), side="left")
+    return {f"{name}:<{i}": int(b) for i, b in enumerate(below)}
 
 
 def _data_range(engine: Engine, window: Window) -> tuple[datetime, datetime] | None:
