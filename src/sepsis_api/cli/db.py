@@ -17,10 +17,10 @@ app: typer.Typer = typer.Typer(
 )
 
 
-def _engine() -> Engine:
+def _engine(url: str | None = None) -> Engine:
     from sepsis_api.db.session import make_engine
 
-    return make_engine(get_settings().effective_database_url)
+    return make_engine(url or get_settings().effective_database_url)
 
 
 @app.command("upgrade")
@@ -50,7 +50,7 @@ def current() -> None:
     if path is not None and not Path(path).exists():  # a look must not create the file
         out.print(f"{url}: no database yet - run `sepsis-api db upgrade`")
         raise typer.Exit(1)
-    engine = _engine()
+    engine = _engine(url)
     revision, head = migrate.current_revision(engine), migrate.head_revision(engine)
     state = "up to date" if revision == head else "behind: run `sepsis-api db upgrade`"
     out.print(

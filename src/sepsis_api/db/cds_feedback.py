@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from sepsis_api.db.models import Base, CDSFeedback, Prediction
+from sepsis_api.db.session import insert_new
 from sepsis_api.ids import new_id
 
 IN_LIST = 1_000  # ids per IN (...) list
@@ -88,9 +88,7 @@ class FeedbackLog:
     def _insert(self) -> Insert:
         """INSERT that skips a row already stored (the unique card, outcome, time index)."""
         table = Base.metadata.tables[CDSFeedback.__tablename__]
-        if self.engine.dialect.name == "postgresql":
-            return postgresql.insert(table).on_conflict_do_nothing().returning(table.c.id)
-        return sqlite.insert(table).on_conflict_do_nothing().returning(table.c.id)
+        return insert_new(self.engine, table).returning(table.c.id)
 
     @staticmethod
     def _check(conn: Connection, items: Sequence[FeedbackIn], caller: str, source: str) -> None:

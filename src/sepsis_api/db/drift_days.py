@@ -6,9 +6,9 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Engine, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from sepsis_api.db.models import DriftDay
+from sepsis_api.db.session import insert_new
 
 
 class DriftDays:
@@ -40,7 +40,6 @@ class DriftDays:
         is left as it is (its counts are the same)."""
         if not days:
             return
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         now = datetime.now(UTC)
         rows = [
             {
@@ -54,4 +53,4 @@ class DriftDays:
             for day, counts in days.items()
         ]
         with self.engine.begin() as conn:
-            conn.execute(dialect.insert(DriftDay).on_conflict_do_nothing(), rows)
+            conn.execute(insert_new(self.engine, DriftDay), rows)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
-from sqlalchemy import URL, Engine, create_engine, event
+from sqlalchemy import URL, Engine, Insert, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 from sepsis_api.config import SqliteSynchronous
@@ -46,6 +48,15 @@ def make_engine(
 
 def _dumps(value: object) -> str:
     return orjson.dumps(value).decode()
+
+
+def insert_new(engine: Engine, table: Any) -> Insert:
+    """INSERT that skips a row whose key is already stored (ON CONFLICT DO NOTHING), in the
+    engine's dialect. To learn whether a row went in, add RETURNING: the PostgreSQL driver
+    reports no rowcount for it."""
+    if engine.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
 
 
 def stored_time(engine: Engine, t: datetime) -> datetime:

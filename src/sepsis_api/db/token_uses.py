@@ -6,10 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import Engine, delete
-from sqlalchemy.dialects import postgresql, sqlite
 
 from sepsis_api.db.models import CDSTokenUse
-from sepsis_api.db.session import stored_time
+from sepsis_api.db.session import insert_new, stored_time
 
 
 class TokenUses:
@@ -21,15 +20,13 @@ class TokenUses:
         expired. One transaction, which also forgets every expired token (the table holds no
         more than the tokens of the last maximum token lifetime)."""
         t = CDSTokenUse
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         now_stored = stored_time(self.engine, now)
         with self.engine.begin() as conn:
             conn.execute(delete(t).where(t.expires_at <= now_stored))  # this one too, if so
             until = stored_time(self.engine, expires_at)
-            inserted = conn.execute(  # a row back: this call stored it (psycopg gives no rowcount)
-                dialect.insert(t)
+            inserted = conn.execute(  # a row back: this call stored it
+                insert_new(self.engine, t)
                 .values(issuer=issuer, jti=jti, expires_at=until)
-                .on_conflict_do_nothing()
                 .returning(t.jti)
             )
             return inserted.first() is not None
